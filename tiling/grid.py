@@ -38,7 +38,7 @@ class TileGrid:
         shape = tuple(int(n) for n in shape)
         if not shape or any(n < 1 for n in shape):
             raise TilingError(f"image shape must be positive integers, got {shape}")
-        if tile is None or isinstance(tile, int):
+        if tile is None or isinstance(tile, (int, float)):
             tile = (tile,) * len(shape)
         tile = tuple(tile)
         if len(tile) != len(shape):

@@ -55,10 +55,17 @@ def _slice_padded(x: da.Array, axis: int, start: int, stop: int) -> da.Array:
     return da.pad(core, widths, mode="constant")
 
 
+BAND_COPIES_IN, BAND_COPIES_OUT = 3, 2
+"""Copies of one input band and one output band that a worker holds at its peak: the
+source read, its zero-padded and rechunked window, the band output and the pieces of
+it that are rechunked to the target's chunks (measured: tests/tiling/test_store.py and
+``padis3d tiling-demo``)."""
+
+
 def band_bytes(grid: TileGrid, batch: int, channels: int, out_channels: int, itemsize: int) -> int:
-    """Bytes of one band (one row of tiles along axis 0) of input plus output."""
+    """Peak bytes one worker holds for one band (one row of tiles along axis 0)."""
     voxels = grid.tile[0] * math.prod(grid.window_shape[1:])
-    return batch * (channels + out_channels) * voxels * itemsize
+    return batch * (BAND_COPIES_IN * channels + BAND_COPIES_OUT * out_channels) * voxels * itemsize
 
 
 def map_tiles_store(fn: TileFn, source: Any, grid: TileGrid, shift: Sequence[int], target: zarr.Array, *,

@@ -1,0 +1,101 @@
+"""The score of a whole image or volume from a patch denoiser (PaDIS, ALGORITHMS §1).
+
+The sampler state lives on the zero-padded canvas: ``embed`` pads an image into it and
+``crop`` takes the image back. Each evaluation draws ONE random grid shift, runs the tiles
+through the denoiser in bounded batches (``tiling.map_tiles``), and returns the denoised
+canvas ``D(x; σ)``, exactly 0 on the border, so the score ``(D - x) / σ²`` pulls the
+padding back to zero. With ``tile=None`` the same object is the whole-image prior (one
+tile, no padding), the paper's comparator. Any object with this interface (``embed``,
+``crop``, ``state_shape``, ``denoise``, ``denoise_vjp``) plugs into every sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from padis3d.errors import PadisError
+from tiling import TileGrid, map_tiles, vjp_tiles
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+"""``denoiser(tiles (n, C, *P), sigma (n,), positions (n, ndim, *P)) -> (n, C, *P)``."""
+
+
+class PatchPrior:
+    """Whole-image denoiser/score from a patch denoiser over a fixed image shape.
+
+    image_shape: spatial shape ``N`` of the image (2D or 3D). tile: patch size (int or per
+    axis; ``None`` = whole image). fold_axes: tile axes handed to a 2D network as channels
+    (slabs). max_batch / memory_budget: tiles in flight; device: where the denoiser runs
+    (the state stays on its own device). streamed_vjp: compute DPS gradients batch by batch
+    (bounded memory, one extra forward pass) instead of one autograd graph over all tiles;
+    default: streamed when a batch or memory limit is set.
+    """
+
+    def __init__(self, denoiser: Denoiser, image_shape: Sequence[int], tile: int | Sequence[int | None] | None,
+                 *, fold_axes: Sequence[int] = (), max_batch: int | None = None,
+                 memory_budget: int | None = None, device: torch.device | str | None = None,
+                 streamed_vjp: bool | None = None):
+        self.denoiser = denoiser
+        self.grid = TileGrid.whole(image_shape) if tile is None else TileGrid(image_shape, tile)
+        multiple = getattr(getattr(denoiser, "config", None), "multiple", 1)
+        folded = set(fold_axes)
+        bad = [p for a, p in enumerate(self.grid.tile) if a not in folded and p % multiple]
+        if bad:
+            raise PadisError(f"tile {self.grid.tile} does not suit this network: sides must be multiples of "
+                             f"{multiple} (the image itself for a whole-image prior)")
+        self.fold_axes = tuple(fold_axes)
+        self.limits = {"max_batch": max_batch, "memory_budget": memory_budget, "device": device,
+                       "fold_axes": self.fold_axes}
+        self.streamed_vjp = (max_batch is not None or memory_budget is not None) if streamed_vjp is None \
+            else streamed_vjp
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """Spatial shape of the sampler state (the canvas)."""
+        return self.grid.canvas_shape
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """Image ``(B, C, *N)`` -> state ``(B, C, *canvas)``, zero-padded."""
+        return self.grid.pad_image(image)
+
+    def crop(self, state: torch.Tensor) -> torch.Tensor:
+        """State -> image region (a view)."""
+        return self.grid.crop(state)
+
+    def _tile_fn(self, sigma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        def fn(tiles: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            s = torch.full((tiles.shape[0],), float(sigma), dtype=tiles.dtype, device=tiles.device)
+            return self.denoiser(tiles, s, positions)
+        return fn
+
+    def _shift(self, shift: Sequence[int] | None, generator: torch.Generator | None) -> tuple[int, ...]:
+        return self.grid.check_shift(shift) if shift is not None else self.grid.random_shift(generator)
+
+    def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """``D(x; σ)`` on the canvas for one (given or random) shift, without gradients."""
+        with torch.no_grad():
+            return map_tiles(self._tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self.limits)
+
+    def score(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """Tweedie score ``(D(x; σ) - x) / σ²`` on the canvas."""
+        return (self.denoise(x, sigma, shift=shift, generator=generator) - x) / sigma ** 2
+
+    def denoise_vjp(self, x: torch.Tensor, sigma: float,
+                    cotangent: Callable[[torch.Tensor], torch.Tensor], *, shift: Sequence[int] | None = None,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(D, J_D(x)ᵀ v)`` with ``v = cotangent(D)`` (e.g. the gradient of a data misfit of
+        ``crop(D)``), both for the same shift. Used for DPS steps through the network."""
+        shift = self._shift(shift, generator)
+        fn = self._tile_fn(sigma)
+        if self.streamed_vjp:
+            d = self.denoise(x, sigma, shift=shift)
+            return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self.limits)
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            d = map_tiles(fn, xg, self.grid, shift, **self.limits)
+            (grad,) = torch.autograd.grad(d, xg, cotangent(d.detach()))
+        return d.detach(), grad

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, CUDA availability and the default data's location")
     p.set_defaults(run=_cmd_info)
 
+    from padis3d.train_cli import add_train_arguments, run_train
+
+    p = sub.add_parser("train", help="train a patch (or whole-image) diffusion prior; resumable")
+    add_train_arguments(p)
+    p.set_defaults(run=run_train)
+
     p = sub.add_parser("tiling-demo", help="tile the default chest CT with random shifts; writes a figure")
     p.add_argument("--out", default="outputs/tiling-demo", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)

@@ -34,15 +34,15 @@ TRAIN_SLICES: tuple[int, ...] = tuple(range(0, 100))
 """Axial slices of the chest CT used for training and for tuning baselines."""
 TEST_SLICES: tuple[int, ...] = tuple(range(110, 133))
 """Held-out axial slices (the gap 100-109 keeps neighbours of training slices out)."""
-HU_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
+from padis3d.io.normalize import HU_WINDOW  # noqa: E402  (re-exported)
 
 
 def chest_ct_volume_hu() -> np.ndarray:
     """The chest CT as float32 HU in display order ``(z, y, x)``: ``[k]`` is axial slice
     ``k`` (inferior -> superior), anterior at the top, patient's left on the right."""
-    import nibabel as nib
+    from padis3d.io.nifti import read_nifti
 
-    data = np.asarray(nib.load(chest_ct_path()).dataobj, dtype=np.float32)  # (x, y, z), LAS
+    data = np.asarray(read_nifti(chest_ct_path()), dtype=np.float32)  # (x, y, z), LAS
     return np.ascontiguousarray(data.transpose(2, 1, 0)[:, ::-1, :])
 
 
@@ -52,13 +52,14 @@ def chest_ct_slices(indices: Sequence[int], size: int | None = 128,
     then resized with anti-aliasing (``size=None`` keeps 512)."""
     from skimage.transform import resize
 
+    from padis3d.io.normalize import hu_window
+
     vol = chest_ct_volume_hu()
     idx = list(indices)
     bad = [i for i in idx if not 0 <= i < vol.shape[0]]
     if bad:
         raise IndexError(f"slices {bad} outside the chest CT's 0..{vol.shape[0] - 1}")
-    lo, hi = window
-    out = np.clip((vol[idx] - lo) / (hi - lo), 0.0, 1.0)
+    out = hu_window(vol[idx], window)
     if size is not None and size != out.shape[-1]:
         out = resize(out, (len(idx), size, size), anti_aliasing=True, preserve_range=True, order=1)
     return np.clip(out, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,61 @@
+"""NIfTI volumes (``.nii`` memory-mapped, ``.nii.gz`` decompressed) via nibabel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from padis3d.errors import PadisError
+
+
+def read_nifti(path: str | Path) -> np.ndarray:
+    """The voxel array (scaled by the header's slope/intercept) in the file's axis order.
+
+    An uncompressed ``.nii`` stays memory-mapped (only the slices used are read)."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise PadisError(f"NIfTI file {path} does not exist")
+    try:
+        img = nib.load(path, mmap=True)
+        data = img.dataobj if path.suffix == ".nii" else np.asarray(img.dataobj, dtype=np.float32)
+        _ = data.shape
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
+        raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); check the file") from exc
+    if len(data.shape) not in (2, 3):
+        raise PadisError(f"NIfTI file {path} has shape {data.shape}: expected a 2D image or a 3D volume")
+    return data if isinstance(data, np.ndarray) else _LazySlicer(data)
+
+
+class _LazySlicer:
+    """Array-like over a memory-mapped nibabel ``dataobj``: slicing reads only what is asked."""
+
+    def __init__(self, dataobj):
+        self.dataobj, self.shape, self.ndim = dataobj, tuple(dataobj.shape), len(dataobj.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.dataobj[key], dtype=np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.dataobj, dtype=dtype or np.float32)
+
+
+def nifti_slices(path: str | Path, axis: int = 2, indices: list[int] | None = None) -> np.ndarray:
+    """Slices ``(n, a, b)`` float32 along ``axis`` of a NIfTI volume (all slices by default)."""
+    vol = read_nifti(path)
+    if vol.ndim == 2:
+        return np.asarray(vol, dtype=np.float32)[None]
+    if not 0 <= axis < 3:
+        raise PadisError(f"slice axis {axis} must be 0, 1 or 2 for the 3D volume {path}")
+    idx = range(vol.shape[axis]) if indices is None else indices
+    bad = [i for i in idx if not 0 <= i < vol.shape[axis]]
+    if bad:
+        raise PadisError(f"slices {bad} lie outside 0..{vol.shape[axis] - 1} of {path} along axis {axis}")
+    key = [slice(None)] * 3
+    out = []
+    for i in idx:
+        key[axis] = i
+        out.append(np.asarray(vol[tuple(key)], dtype=np.float32))
+    return np.stack(out)

@@ -1,0 +1,59 @@
+"""Model card (Markdown) written next to each shipped prior: command, data, steps, time, loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from padis3d.atomic import atomic_path
+
+
+def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
+    """Write ``<prior>.md`` describing how the prior at ``prior_path`` was trained; returns its path."""
+    prior_path = Path(prior_path)
+    data = meta.get("data", {})
+    slices = data.get("slices", [])
+    slice_txt = f"{slices[0]}..{slices[-1]} ({len(slices)} slices)" if slices else "n/a"
+    commands = meta.get("commands", [])
+    lines = [
+        f"# {prior_path.name}",
+        "",
+        "Patch diffusion prior (PaDIS) for padis3d: EDM-preconditioned MONAI DiffusionModelUNet, EMA weights.",
+        "Load with `padis3d.load_prior(path, device=...)`.",
+        "",
+        "## Training commands (in order; later ones resumed the run)",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
+        "## Data",
+        "",
+        f"* source: {data.get('source', 'n/a')}; axis: {data.get('axis', 'n/a')}; training slices: {slice_txt}"
+        + (" (test slices 110-132 never used)" if "chest CT" in str(data.get("source")) else ""),
+        f"* image size: {meta.get('image_shape')}; normalisation: {data.get('normalisation')}",
+        f"* slab: {data.get('slab', 'no')}; extra position channels: {meta.get('extra_coords', 0)}",
+        "",
+        "## Architecture",
+        "",
+        f"* config: `{config}`",
+        f"* parameters: {meta.get('parameters', 'n/a')}",
+        "",
+        "## Training",
+        "",
+        f"* patch sizes {meta.get('patch_sizes')} (None = whole image), probabilities "
+        f"{[round(p, 3) for p in meta.get('patch_probs', [])]}, batch sizes {meta.get('batch_sizes')}",
+        f"* steps: {meta.get('steps')}; patches seen: {meta.get('patches_seen')}; processes: {meta.get('world_size')}",
+        f"* final loss (mean of the last log interval): {meta.get('final_loss', float('nan')):.5f}",
+        f"* wall time: {meta.get('wall_seconds', 0) / 3600:.2f} h; CPU time: {meta.get('cpu_seconds', 0) / 3600:.2f} h",
+        f"* settings: `{meta.get('settings')}`",
+        f"* libraries: {meta.get('versions')}",
+        f"* loss curve: `{prior_path.with_suffix('.loss.png').name}`",
+        "",
+        "## Continue training",
+        "",
+        "Re-run the last command with `--resume` (continues the run folder's full state.pt), or with",
+        f"`--resume {prior_path.name}` to continue from these EMA weights only (fresh optimizer state).",
+        "",
+    ]
+    out = prior_path.with_suffix(".md")
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,188 @@
+"""``padis3d train``: train a patch (or whole-image, slab, no-positions) prior.
+
+Run folder ``--out`` holds ``state.pt`` (full resume state), ``prior.pt`` (EMA weights + config),
+loss-curve PNGs and model cards; ``--export`` writes extra copies of the prior (e.g. into
+``checkpoints/``). ``--resume`` continues from ``--out``/state.pt, or from a given state or prior file.
+Multi-process: ``torchrun --nproc-per-node 2 -m padis3d.train_cli ...`` (gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from padis3d.nn import PriorConfig
+
+PRESETS = {
+    # CPU default: 128^2 chest CT, tiles of 16/32/48, ~2.5M parameters.
+    "cpu": dict(size=128, patch_sizes=[16, 32, 48], patch_probs=[0.2, 0.3, 0.5], batch=8, lr=2e-4,
+                ema_halflife=20_000.0, network="CPU_CONFIG"),
+    # The paper's GPU configuration (256^2, P = 56, 128 base channels); not run on CPU.
+    "paper-gpu": dict(size=256, patch_sizes=[16, 32, 56], patch_probs=[0.2, 0.3, 0.5], batch=16, lr=1e-4,
+                      ema_halflife=500_000.0, network="PAPER_GPU_CONFIG"),
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``padis3d train`` options to ``parser``."""
+    a = parser.add_argument
+    a("--out", required=True, type=Path, help="run folder (state.pt, prior.pt, loss PNG, model card)")
+    a("--export", action="append", default=[], type=Path, help="also write the prior here (repeatable)")
+    a("--resume", nargs="?", const="auto", default=None,
+      help="continue: no value = OUT/state.pt; or a state/prior file (a prior file resumes weights only)")
+    a("--preset", choices=sorted(PRESETS), default="cpu", help="defaults for geometry, network and optimiser")
+    a("--data", default="chest-ct", help="'chest-ct' (default dataset) or a file/folder readable by padis3d.io")
+    a("--axis", type=int, default=None, help="slice axis for volumes given with --data (default: 2 for NIfTI, else 0)")
+    a("--window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+      help="HU window for CT data given with --data (default: min-max per image)")
+    a("--size", type=int, default=None, help="image side after resizing (preset default)")
+    a("--subset", type=int, default=None, help="train on this many chest CT training slices (12, 25, 50, 100)")
+    a("--mode", choices=["patch", "whole", "slab"], default="patch",
+      help="patch prior, whole-image prior (the image is the only patch, no positions), or slab prior")
+    a("--slab", type=int, default=3, help="slices per slab for --mode slab")
+    a("--slab-z-position", action="store_true",
+      help="slab mode: also feed the slab's centre z (position channel 0); off by default because training and "
+           "test volumes are different z ranges, so z does not identify anatomy")
+    a("--no-positions", action="store_true", help="ablation: the network gets no position channels")
+    a("--patch-sizes", type=int, nargs="+", default=None)
+    a("--patch-probs", type=float, nargs="+", default=None)
+    a("--batch", type=int, default=None, help="batch at the largest patch size; smaller patches scale by area")
+    a("--batch-sizes", type=int, nargs="+", default=None, help="explicit batch per patch size")
+    a("--features", type=int, nargs="+", default=None, help="UNet channels per level")
+    a("--res-blocks", type=int, default=None)
+    a("--steps", type=int, default=1000, help="total steps (counting resumed ones)")
+    a("--hours", type=float, default=None, help="stop this run after this wall time (a checkpoint is written)")
+    a("--lr", type=float, default=None)
+    a("--ema-halflife", type=float, default=None, help="EMA half-life in patches")
+    a("--grad-clip", type=float, default=5.0, help="gradient-norm clip (guards spikes)")
+    a("--seed", type=int, default=0)
+    a("--checkpoint-minutes", type=float, default=10.0)
+    a("--threads", type=int, default=1, help="torch CPU threads per process")
+    a("--device", default="cpu")
+    a("--no-progress", action="store_true")
+
+
+def _images(args: argparse.Namespace, size: int):
+    import torch
+
+    from padis3d import data as d
+
+    if args.mode == "slab":
+        if args.data != "chest-ct":
+            from padis3d.errors import PadisError
+            raise PadisError("--mode slab currently trains on the default chest CT only (--data chest-ct)")
+        slabs, z, info = d.chest_ct_training_slabs(size, args.slab)
+        return slabs, z, info
+    if args.data == "chest-ct":
+        images, info = d.chest_ct_training_images(size, args.subset)
+        return images, None, info
+    from padis3d.io import load_training_images
+    images, info = load_training_images(args.data, size=size, axis=args.axis, window=args.window)
+    return torch.as_tensor(images), None, info
+
+
+def network_config(name: str, args: argparse.Namespace, **kw) -> PriorConfig:
+    """The preset's network (``padis3d.nn.CPU_CONFIG`` or ``PAPER_GPU_CONFIG``) with the data's
+    dimensions and channels and the ``--features``/``--res-blocks`` overrides."""
+    import dataclasses
+
+    from padis3d import nn
+
+    base = getattr(nn, name)
+    if args.features:
+        f = tuple(args.features)
+        kw.update(features=f, attention_levels=(False,) * len(f),
+                  norm_num_groups=32 if min(f) % 32 == 0 and min(f) >= 64 else 16 if min(f) % 16 == 0 else 8)
+    if args.res_blocks:
+        kw["num_res_blocks"] = args.res_blocks
+    return dataclasses.replace(base, **kw)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Build data, model and state from ``args`` and train; returns an exit code."""
+    import torch
+
+    from padis3d.data import PatchSampler
+    from padis3d.device import resolve_device
+    from padis3d.errors import PadisError
+    from padis3d.nn import count_parameters
+    from padis3d.training import TrainSettings, dist_info, init_distributed, new_state, resume_state, train
+
+    torch.set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    size = args.size or preset["size"]
+    init_distributed()
+    rank, _ = dist_info()
+    images, extra, info = _images(args, size)
+    if args.mode == "whole":
+        sizes, probs = [None], [1.0]
+    else:
+        sizes = args.patch_sizes or preset["patch_sizes"]
+        probs = args.patch_probs or (preset["patch_probs"] if args.patch_sizes is None else None)
+    sampler = PatchSampler(images, sizes, probs, batch=args.batch or (1 if args.mode == "whole" else preset["batch"]),
+                           batch_sizes=args.batch_sizes, extra_coords=extra)
+    nd = images.ndim - 2
+    # Position channels the sampler provides: [slab centre z,] then one per spatial axis.
+    axes = () if (args.no_positions or args.mode == "whole") else tuple(range(nd + sampler.extra.shape[1]))
+    if args.mode == "slab" and not args.slab_z_position:
+        axes = axes[1:]
+    config = network_config(preset["network"], args, spatial_dims=nd, channels=images.shape[1], position_axes=axes)
+    bad = [p for p in sizes if (p or min(sampler.shape)) % config.multiple]
+    if bad:
+        raise PadisError(f"patch sizes {bad} must be divisible by {config.multiple} for a UNet with "
+                         f"{len(config.features)} levels")
+    settings = TrainSettings(steps=args.steps, time_limit=None if args.hours is None else args.hours * 3600,
+                             lr=args.lr or preset["lr"], ema_halflife_patches=args.ema_halflife or preset["ema_halflife"],
+                             grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_minutes * 60,
+                             progress=not args.no_progress)
+    command = "python -m padis3d.train_cli " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    commands = []
+    if args.resume is not None:
+        path = args.out / "state.pt" if args.resume == "auto" else Path(args.resume)
+        explicit = args.features is not None or args.res_blocks is not None
+        state, meta = resume_state(path, settings, config if explicit else None)
+        commands = list(meta.get("commands", []))
+    else:
+        if (args.out / "state.pt").exists():
+            raise PadisError(f"{args.out / 'state.pt'} exists: add --resume to continue it, or choose another --out")
+        state = new_state(config, settings)
+    world = dist_info()[1]
+    sampler.batch_sizes = [-(-b // world) * world for b in sampler.batch_sizes]  # train() needs multiples of world
+    device = resolve_device(args.device)
+    if device.type == "cuda" and world > 1 and device.index is None:  # one GPU per torchrun process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    state.model.to(device)
+    state.ema.to(device)
+    if rank == 0:
+        print(f"padis3d train: {count_parameters(state.model)} parameters, data {info['source']} "
+              f"({images.shape[0]} samples of {tuple(images.shape[1:])}), patch sizes {sampler.sizes} "
+              f"batches {sampler.batch_sizes}, from step {state.step} to {settings.steps}", flush=True)
+    train(state, sampler, settings, args.out, info, exports=args.export,
+          extra_meta={"commands": commands + [command], "parameters": count_parameters(state.model),
+                      "mode": args.mode, "preset": args.preset})
+    if rank == 0:
+        print(f"done: step {state.step}, prior at {args.out / 'prior.pt'}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from padis3d.errors import PadisError
+
+    parser = argparse.ArgumentParser(prog="padis3d train", description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_train(args)
+    except PadisError as exc:
+        print(f"padis3d train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

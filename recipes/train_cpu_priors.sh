@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The exact commands that produced the shipped checkpoints in checkpoints/ (CPU, 1 thread each).
+# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|subset N|paper-gpu [extra args, e.g. --resume]
+# Every run is resumable: re-run the same line with --resume (continues RUNS/<name>/state.pt,
+# or pass --resume checkpoints/<name>.pt to continue from the shipped weights only).
+# --steps is the total target; --hours bounds one session. Each run writes the shippable prior
+# (EMA weights + config + model card + loss PNG, <= 15 MB) to checkpoints/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+RUNS=${RUNS:-/root/padis3d-runs}
+HOURS=${HOURS:-2.0}
+what=${1:?patch|whole|slab|subset N|paper-gpu}; shift
+common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
+case "$what" in
+  patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
+    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode patch \
+      --out "$RUNS/chest128_patch" --export checkpoints/chest128_patch.pt "$@" ;;
+  whole)  # same data and network, the whole 128^2 image is the only patch, 2 images per step
+    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode whole --batch 2 \
+      --out "$RUNS/chest128_whole" --export checkpoints/chest128_whole.pt "$@" ;;
+  slab)   # 3 adjacent slices as channels, in-plane positions (y, x); add --slab-z-position for z
+    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode slab --slab 3 \
+      --out "$RUNS/chest128_slab3" --export checkpoints/chest128_slab3.pt "$@" ;;
+  subset)  # data-size study: the patch prior on N of the training slices (N = 12, 25, 50 or 100)
+    n=${1:?subset N}; shift
+    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode patch --subset "$n" \
+      --out "$RUNS/chest128_patch_sub$n" --export "checkpoints/chest128_patch_sub$n.pt" "$@" ;;
+  paper-gpu)  # the paper's configuration: 256^2, P in 16/32/56 (p = .2/.3/.5), ~59M parameters
+    exec "$PY" -m padis3d.train_cli --preset paper-gpu --device cuda --threads 4 --steps 200000 \
+      --checkpoint-minutes 30 --out "$RUNS/chest256_paper" "$@" ;;
+  *) echo "unknown recipe $what" >&2; exit 2 ;;
+esac

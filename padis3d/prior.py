@@ -12,11 +12,15 @@ tile, no padding), the paper's comparator. Any object with this interface (``emb
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from padis3d.errors import PadisError
 from tiling import TileGrid, map_tiles, vjp_tiles
+
+if TYPE_CHECKING:
+    from padis3d.checkpoint import Prior
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 """``denoiser(tiles (n, C, *P), sigma (n,), positions (n, ndim, *P)) -> (n, C, *P)``."""
@@ -99,3 +103,20 @@ class PatchPrior:
             d = map_tiles(fn, xg, self.grid, shift, **self.limits)
             (grad,) = torch.autograd.grad(d, xg, cotangent(d.detach()))
         return d.detach(), grad
+
+
+def patch_prior_from(prior: "Prior", image_shape: Sequence[int] | None = None, tile: int | str | None = "auto",
+                     **limits) -> PatchPrior:
+    """A :class:`PatchPrior` around a loaded checkpoint (``padis3d.load_prior``).
+
+    image_shape: default the training image shape. tile: ``"auto"`` picks the largest
+    trained patch size (or the whole image for a whole-image prior); ``None`` forces the
+    whole-image mode. ``limits``: ``max_batch``, ``memory_budget``, ``device``, ``streamed_vjp``.
+    """
+    shape = tuple(image_shape) if image_shape is not None else prior.image_shape
+    if not shape:
+        raise PadisError(f"{prior.path} records no image shape: pass image_shape")
+    if tile == "auto":
+        sizes = [s for s in prior.patch_sizes if s is not None]
+        tile = max(sizes) if sizes else None
+    return PatchPrior(prior, shape, tile, **limits)

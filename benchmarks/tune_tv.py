@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     ap.add_argument("--slices", type=int, nargs="+", default=[80, 90, 99])
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the default grids (e.g. 4 for 256²)")
+    ap.add_argument("--grid", type=float, nargs="+", default=None, help="explicit λ grid (overrides the defaults)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -41,7 +42,7 @@ def main() -> None:
         task = make_task(name, args.size)
         y = task.measure(x, seed=1)
         a = task.op.norm()
-        grid = [g * args.scale for g in DEFAULT_GRID["ct" if name.startswith(("ct", "la")) else name]]
+        grid = args.grid or [g * args.scale for g in DEFAULT_GRID["ct" if name.startswith(("ct", "la")) else name]]
         scores = {}
         for lam in grid:
             t0 = time.time()

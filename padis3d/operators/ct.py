@@ -253,13 +253,14 @@ class ConeBeam3D(LinearOperator):
 
     Needs ``astra.use_cuda()``: without it the constructor raises PadisError *before* any
     astra 3D call (which would kill the process with SIGFPE).  astra's 3D GPU back-projector
-    is only approximately matched to its forward projector.
+    is only approximately matched to its forward projector.  ``device`` is where the tensors
+    live (astra copies them to the GPU itself); tomosipo would call the same astra CUDA code.
     """
 
     def __init__(self, volume_shape: Sequence[int], views: int = 60, span: float = 2 * math.pi,
                  detector_shape: Sequence[int] | None = None, source_origin: float | None = None,
                  origin_detector: float | None = None, detector_spacing: float | None = None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = "cpu") -> None:
         if not astra_cuda_available():
             raise PadisError("3D cone-beam CT needs astra with CUDA (a GPU), and astra.use_cuda() is False "
                              "on this machine; use ParallelBeam3D (slice-by-slice, CPU) or run on a GPU machine")
@@ -270,7 +271,7 @@ class ConeBeam3D(LinearOperator):
         od = float(origin_detector if origin_detector is not None else max(d, h, w))
         spacing = float(detector_spacing if detector_spacing is not None else (so + od) / so)
         angles = _angles(views, span, None)
-        super().__init__((d, h, w), (rows, len(angles), cols), device or "cuda")
+        super().__init__((d, h, w), (rows, len(angles), cols), device)
         self._astra = astra
         self.vol_geom = astra.create_vol_geom(h, w, d)
         self.proj_geom = astra.create_proj_geom("cone", spacing, spacing, rows, cols, angles, so, od)

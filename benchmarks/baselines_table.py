@@ -5,7 +5,8 @@ per slice, next to the reference numbers of the technical brief.
     PYTHONPATH=. python benchmarks/baselines_table.py --size 128 --out benchmarks/results/table_128
     PYTHONPATH=. python benchmarks/baselines_table.py --size 256 --slices 110 117 124 131 --out benchmarks/results/table_256
 
-CT is noiseless (as the reference); ``--ct-sigma`` adds Gaussian sinogram noise.
+CT is noiseless (as the reference); ``--ct-sigma`` adds Gaussian sinogram noise and
+``--ct-photons I0`` Poisson photon noise (λ was tuned noiseless).
 Deblur / SR use σ = 0.01 Gaussian noise with seed 0.  λ comes from
 ``padis3d.baselines.tv_weights`` (tuned on training slices).
 """
@@ -35,8 +36,8 @@ REFERENCE = {
 }
 
 
-def run_task(name: str, size: int, x: torch.Tensor, ct_sigma: float) -> dict:
-    task = make_task(name, size, ct_sigma=ct_sigma)
+def run_task(name: str, size: int, x: torch.Tensor, ct_sigma: float, ct_photons: float | None) -> dict:
+    task = make_task(name, size, ct_sigma=ct_sigma, incident_count=ct_photons)
     y = task.measure(x, seed=0)
     t0 = time.perf_counter()
     base = task.baseline(y)
@@ -73,19 +74,20 @@ def main() -> None:
     ap.add_argument("--slices", type=int, nargs="+", default=list(TEST_SLICES))
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     ap.add_argument("--ct-sigma", type=float, default=0.0, help="Gaussian sinogram noise for CT (0: noiseless)")
+    ap.add_argument("--ct-photons", type=float, default=None, help="CT Poisson noise: incident photons per bin")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     x = torch.from_numpy(chest_ct_slices(args.slices, args.size))[:, None]
     rows = []
     for name in args.tasks:
-        rows.append(run_task(name, args.size, x, args.ct_sigma))
+        rows.append(run_task(name, args.size, x, args.ct_sigma, args.ct_photons))
         print(json.dumps(rows[-1]), flush=True)
     table = markdown(rows, args.size, args.slices)
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"size": args.size, "slices": args.slices, "ct_sigma": args.ct_sigma, "torch_threads": 1}
+        meta = {"size": args.size, "slices": args.slices, "ct_sigma": args.ct_sigma, "ct_photons": args.ct_photons, "torch_threads": 1}
         args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         args.out.with_suffix(".md").write_text(table + "\n")
 

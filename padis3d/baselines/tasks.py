@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from padis3d.errors import PadisError
-from padis3d.operators import CT_TASKS, BlockAverage, Blur, ParallelBeam2D, gaussian_noise, upsample
+from padis3d.operators import (CT_TASKS, BlockAverage, Blur, ParallelBeam2D, chest_ct_attenuation_scale,
+                               gaussian_noise, poisson_photon_noise, upsample)
 from padis3d.operators.base import LinearOperator
 
 TASKS = ("ct20", "ct8", "ct60", "la90", "deblur", "sr4")
@@ -27,20 +28,27 @@ class Task:
     baseline_name: str
     baseline: Callable[[torch.Tensor], torch.Tensor]
     tv_iters: int
+    incident_count: float | None = None
 
     def measure(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """``A x + σ ε`` with a seeded generator (no noise when σ = 0)."""
+        """``A x`` with Poisson photon noise (CT, if ``incident_count``) then ``+ σ ε``, seeded."""
         y = self.op(x)
-        return gaussian_noise(y, self.sigma, torch.Generator().manual_seed(seed)) if self.sigma > 0 else y
+        gen = torch.Generator().manual_seed(seed)
+        if self.incident_count:
+            scale = chest_ct_attenuation_scale(self.op.in_shape[-1])
+            y = poisson_photon_noise(y.clamp_min(0), self.incident_count, scale, gen)
+        return gaussian_noise(y, self.sigma, gen) if self.sigma > 0 else y
 
 
-def make_task(name: str, size: int, ct_sigma: float = 0.0, sigma: float = 0.01) -> Task:
-    """Task ``name`` (one of :data:`TASKS`) on ``size x size`` images; ``ct_sigma`` is the
-    Gaussian sinogram noise (0: noiseless, as in the reference numbers)."""
+def make_task(name: str, size: int, ct_sigma: float = 0.0, sigma: float = 0.01,
+              incident_count: float | None = None) -> Task:
+    """Task ``name`` (one of :data:`TASKS`) on ``size x size`` images.  CT: ``ct_sigma`` is
+    Gaussian sinogram noise and ``incident_count`` the photons per bin for Poisson noise
+    (both off by default: noiseless, as in the reference numbers).  Deblur / SR: ``sigma``."""
     if name in CT_TASKS:
         op = ParallelBeam2D(size, **CT_TASKS[name])
         return Task(name, op, ct_sigma, "FBP-Hann", lambda y: op.fbp(y, "hann").clamp(0, 1),
-                    1000 if name == "la90" else 500)
+                    1000 if name == "la90" else 500, incident_count)
     if name == "deblur":
         return Task(name, Blur((size, size)), sigma, "blurred", lambda y: y.clamp(0, 1), 500)
     if name == "sr4":

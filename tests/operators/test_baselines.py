@@ -104,3 +104,15 @@ def test_direct_baselines():
     assert torch.allclose(A(pseudo_inverse(A, A(x))), A(x), atol=1e-6)
     with pytest.raises(PadisError, match="no pseudo-inverse"):
         pseudo_inverse(LinearOperator((4, 4), (4, 4)), torch.zeros(1, 1, 4, 4))
+
+
+def test_tasks_noise_options(chest128):
+    from padis3d.baselines.tasks import make_task
+    x = chest128[:1]
+    clean = make_task("ct20", 128).measure(x)
+    assert torch.equal(clean, ParallelBeam2D(128, views=20)(x))  # reference setting: noiseless CT
+    photons = make_task("ct20", 128, incident_count=1e4)
+    a, b = photons.measure(x, seed=1), photons.measure(x, seed=1)
+    assert torch.equal(a, b) and 0 < float((a - clean).std()) < 0.1 * float(clean.std())
+    sr = make_task("sr4", 128)
+    assert abs(float((sr.measure(x) - sr.op(x)).std()) - 0.01) < 1e-3

@@ -44,7 +44,7 @@ def run_task(name: str, size: int, x: torch.Tensor, ct_sigma: float, ct_photons:
     t_base = (time.perf_counter() - t0) / len(x)
     lam = tv_weight(name, size)
     t0 = time.perf_counter()
-    rec = admm_tv(task.op, y, lam, max_iter=task.tv_iters)
+    rec = admm_tv(task.op, y, lam, max_iter=task.tv_iters, step_ratio=task.tv_step_ratio)
     t_tv = (time.perf_counter() - t0) / len(x)
     mb, mt = image_metrics(base, x), image_metrics(rec, x)
     return {"task": name, "baseline": task.baseline_name, "lambda": lam, "tv_max_iter": task.tv_iters,

@@ -46,7 +46,7 @@ def main() -> None:
         scores = {}
         for lam in grid:
             t0 = time.time()
-            rec = admm_tv(task.op, y, lam, max_iter=task.tv_iters, op_norm=a)
+            rec = admm_tv(task.op, y, lam, max_iter=task.tv_iters, op_norm=a, step_ratio=task.tv_step_ratio)
             scores[lam] = float(np.mean(image_metrics(rec, x)["psnr"]))
             print(f"{name} size={args.size} lam={lam:g} psnr={scores[lam]:.2f} ({time.time() - t0:.0f}s)", flush=True)
         best = max(scores, key=scores.get)

@@ -8,7 +8,9 @@ spatial axes, forward differences with Neumann boundary, per-axis weights ``w_i`
 Algorithm: PDHG (Chambolle & Pock 2011), i.e. linearised ADMM (Esser, Zhang & Chan
 2010) on ``K = [A/‖A‖; ∇]``: it needs only ``A`` and ``Aᵀ`` (no inner solves).  ``A`` is
 rescaled by its power-iteration norm (and ``λ`` by ``‖A‖²``, which leaves the minimiser
-unchanged) so that ``τ = σ = 0.99 / ‖K‖`` balances both terms.  Non-negativity is the
+unchanged); steps ``τ = r^½ 0.99/‖K‖``, ``σ = r^-½ 0.99/‖K‖`` (so ``τσ‖K‖² < 1``) with
+``r = step_ratio`` (default 1000: images are O(1) while the dual of TV is O(λ/‖A‖²);
+chosen on a training slice for 20-view CT, insensitive for deblur / SR).  Non-negativity is the
 projection in the primal step (an optional upper bound too).
 Stopping rule: after ``max_iter`` iterations, or earlier once the relative change
 ``‖x_k - x_{k-1}‖ / ‖x_k‖ < tol`` for every batch item.

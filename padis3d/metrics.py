@@ -29,9 +29,10 @@ def _pair(pred: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def psnr(pred: ArrayLike, target: ArrayLike) -> float:
-    """PSNR in dB over all pixels (any shape), data range 1 after clipping."""
+    """PSNR in dB over all pixels (any shape), data range 1 after clipping (inf if equal)."""
     p, t = _pair(pred, target)
-    return float(peak_signal_noise_ratio(t, p, data_range=1.0))
+    with np.errstate(divide="ignore"):
+        return float(peak_signal_noise_ratio(t, p, data_range=1.0))
 
 
 def ssim(pred: ArrayLike, target: ArrayLike) -> float:

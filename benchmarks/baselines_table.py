@@ -76,7 +76,18 @@ def main() -> None:
     ap.add_argument("--ct-sigma", type=float, default=0.0, help="Gaussian sinogram noise for CT (0: noiseless)")
     ap.add_argument("--ct-photons", type=float, default=None, help="CT Poisson noise: incident photons per bin")
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="combine earlier OUT.json files (same size and slices) into one table at --out")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        meta, rows = parts[0]["meta"], [r for part in parts for r in part["rows"]]
+        table = markdown(rows, meta["size"], meta["slices"])
+        print(table)
+        if args.out:
+            args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+            args.out.with_suffix(".md").write_text(table + "\n")
+        return
     torch.set_num_threads(1)
     x = torch.from_numpy(chest_ct_slices(args.slices, args.size))[:, None]
     rows = []

@@ -56,7 +56,9 @@ def run_task(name: str, size: int, x: torch.Tensor, ct_sigma: float, ct_photons:
 
 def markdown(rows: list[dict], size: int, slices: list[int]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.2f}" if v > 1 else f"{v:.3f}"  # noqa: E731
-    out = [f"Chest CT test slices {slices[0]}..{slices[-1]} ({len(slices)} slices), {size}x{size}",
+    contiguous = slices == list(range(slices[0], slices[-1] + 1))
+    which = f"{slices[0]}..{slices[-1]}" if contiguous else ", ".join(map(str, slices))
+    out = [f"Chest CT test slices {which} ({len(slices)} slices), {size}x{size}; CPU, 1 torch thread",
            "", "| task | baseline | baseline PSNR / SSIM | ADMM-TV PSNR / SSIM | λ | s/slice base / TV |"
            " reference base / TV (SSIM) |", "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -42,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     p.set_defaults(run=run_train)
 
+    from padis3d.reconstruct_cli import (add_reconstruct_arguments, add_sample_arguments, run_reconstruct,
+                                         run_sample)
+
+    p = sub.add_parser("reconstruct", help="solve a 2D inverse problem (ct, ct-fan, deblur, sr) with a prior")
+    add_reconstruct_arguments(p)
+    p.set_defaults(run=run_reconstruct)
+
+    p = sub.add_parser("sample", help="generate images from a prior (unconditional)")
+    add_sample_arguments(p)
+    p.set_defaults(run=run_sample)
+
     p = sub.add_parser("tiling-demo", help="tile the default chest CT with random shifts; writes a figure")
     p.add_argument("--out", default="outputs/tiling-demo", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,245 @@
+"""``padis3d reconstruct`` (2D inverse problems with a patch prior) and ``padis3d sample``
+(unconditional generation). Outputs are written only when a run finishes, atomically, so
+Ctrl-C leaves nothing half-written."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from padis3d.atomic import atomic_path, write_json
+from padis3d.errors import PadisError
+
+TASKS = ("ct", "ct-fan", "deblur", "sr")
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str], default_sampler: str) -> None:
+    from padis3d.reconstruct import SamplerSettings
+
+    d = SamplerSettings()
+    a = p.add_argument
+    a("--checkpoint", default="checkpoints/chest128_patch.pt", help="prior file (default: %(default)s)")
+    a("--tile", default="auto", help="patch size at inference: an int, 'auto' (largest trained) or 'whole'")
+    a("--sampler", choices=sampler_choices, default=default_sampler)
+    a("--steps", type=int, default=d.steps, help="noise levels (default: %(default)s)")
+    a("--inner", type=int, default=d.inner, help="iterations per level for padis/langevin (default: %(default)s)")
+    a("--sigma-max", type=float, default=d.sigma_max)
+    a("--sigma-min", type=float, default=d.sigma_min)
+    a("--schedule", choices=("geometric", "karras"), default=d.schedule)
+    a("--seed", type=int, default=0)
+    a("--device", default="cpu", help="where the network runs: cpu, cuda, cuda:N or auto")
+    a("--max-batch", type=int, default=None, help="tiles per network call (bounded memory)")
+    a("--memory-budget-mb", type=float, default=None, help="bytes of tiles in flight, in MiB")
+    a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    a("--out", type=Path, required=True, help="output folder")
+    a("--no-progress", action="store_true")
+
+
+def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
+    from padis3d import load_prior
+    from padis3d.device import resolve_device
+    from padis3d.prior import patch_prior_from
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in ("steps", "inner"):
+        if getattr(args, name, 1) < 1:
+            raise PadisError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    device = resolve_device(args.device)
+    loaded = load_prior(args.checkpoint, device=device)
+    tile: Any = None if args.tile == "whole" else args.tile if args.tile == "auto" else int(args.tile)
+    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2**20)
+    return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=args.max_batch, memory_budget=budget)
+
+
+# -- reconstruct -----------------------------------------------------------------------
+def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
+    add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm"], "padis")
+    a = p.add_argument
+    a("--task", choices=TASKS, default="ct")
+    a("--input", default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
+      "NIfTI, DICOM, PNG/JPEG folder or file, .npy")
+    a("--slice", type=int, default=None, help="slice of a volume (default: 120 of the chest CT, else the middle)")
+    a("--axis", type=int, default=None, help="slice axis of a volume file")
+    a("--window", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="HU window for CT files")
+    a("--size", type=int, default=128, help="image side after resizing (default: %(default)s)")
+    a("--measured", type=Path, default=None, help=".npy measurements (sinogram / blurred / low-res image) "
+      "instead of simulating them from --input, which is then only the reference")
+    a("--views", type=int, default=20, help="CT views (default: %(default)s)")
+    a("--span-deg", type=float, default=None, help="CT angular span in degrees (default 180; fan 360)")
+    a("--noise", type=float, default=None, help="Gaussian noise std on the measurements "
+      "(default: 0 for CT, 0.01 for deblur/sr)")
+    a("--kernel", type=int, default=9, help="uniform blur kernel size (default: %(default)s)")
+    a("--factor", type=int, default=4, help="super-resolution factor (default: %(default)s)")
+    a("--sr-mode", choices=("average", "nearest"), default="average")
+    a("--zeta", type=float, default=0.1, help="PaDIS data step ζ (default: %(default)s)")
+    a("--epsilon", type=float, default=0.5, help="Langevin step α = ε σ² (default: %(default)s)")
+    a("--init", choices=("noise", "baseline"), default="noise")
+
+
+def _reference_image(args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    from padis3d.io import load_training_images
+    from padis3d.sample_data import chest_ct_slices
+
+    if args.input == "chest-ct":
+        k = 120 if args.slice is None else args.slice
+        return chest_ct_slices([k], args.size)[0], f"chest CT axial slice {k}"
+    images, info = load_training_images(args.input, size=args.size, axis=args.axis,
+                                        window=tuple(args.window) if args.window else None)
+    k = len(images) // 2 if args.slice is None else args.slice
+    if not 0 <= k < len(images):
+        raise PadisError(f"--slice {k} is outside 0..{len(images) - 1} of {args.input}")
+    if images.shape[1] != 1:
+        raise PadisError(f"{args.input} has {images.shape[1]} channels; the CT/grey-level tasks need one")
+    return images[k, 0], f"{args.input} slice {k}"
+
+
+def build_operator(args: argparse.Namespace, size: int):
+    """The forward operator and its direct baseline for ``args.task``."""
+    from padis3d.operators import BlockAverage, Blur, FanBeam2D, NearestSample, ParallelBeam2D, uniform_kernel, upsample
+
+    if args.task in ("ct", "ct-fan"):
+        if args.views < 1:
+            raise PadisError(f"--views must be >= 1, got {args.views}")
+        span = math.radians(args.span_deg) if args.span_deg else (math.pi if args.task == "ct" else 2 * math.pi)
+        op = (ParallelBeam2D if args.task == "ct" else FanBeam2D)(size, views=args.views, span=span)
+        return op, lambda y: op.pinv(y).clamp(0, 1), "FBP-Hann" if args.task == "ct" else "CG least squares"
+    if args.task == "deblur":
+        op = Blur((size, size), uniform_kernel(args.kernel))
+        return op, lambda y: y.clamp(0, 1), "blurred"
+    if size % args.factor:
+        raise PadisError(f"--size {size} must be a multiple of --factor {args.factor}")
+    op = (BlockAverage if args.sr_mode == "average" else NearestSample)((size, size), args.factor)
+    return op, lambda y: upsample(y, args.factor).clamp(0, 1), "bicubic"
+
+
+def _save_image(path: Path, image: np.ndarray, like: str) -> Path:
+    """Reconstruction in the input's format family: NIfTI -> .nii.gz, images -> .png, else .npy."""
+    if like.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        path = path.with_suffix(".nii.gz")
+        with atomic_path(path) as tmp:
+            nib.save(nib.Nifti1Image(image.astype(np.float32)[:, :, None], np.eye(4)), tmp)
+    elif like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir():
+        from skimage.io import imsave
+
+        path = path.with_suffix(".png")
+        with atomic_path(path) as tmp:
+            imsave(tmp, (np.clip(image, 0, 1) * 255).round().astype(np.uint8), check_contrast=False, extension=".png")
+    else:
+        path = path.with_suffix(".npy")
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, image.astype(np.float32))
+    return path
+
+
+def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: np.ndarray | None) -> None:
+    """Side-by-side PNG: truth (if known), baseline, result and the result's error map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = ([("truth", truth)] if truth is not None else []) + panels
+    extra = 1 if truth is not None else 0
+    fig, axes = plt.subplots(1, len(items) + extra, figsize=(3.2 * (len(items) + extra), 3.5))
+    for ax, (title, img) in zip(axes, items):
+        ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+    if truth is not None:
+        err = axes[-1].imshow(np.abs(np.clip(panels[-1][1], 0, 1) - truth), cmap="magma", vmin=0, vmax=0.2)
+        axes[-1].set_title(f"|{panels[-1][0].split(' ')[0]} - truth|", fontsize=9)
+        fig.colorbar(err, ax=axes[-1], fraction=0.046)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    from padis3d.checkpoint import library_versions
+    from padis3d.metrics import psnr, ssim
+    from padis3d.operators import gaussian_noise
+    from padis3d.reconstruct import ProgressBar, SamplerSettings, reconstruct
+
+    settings = SamplerSettings(sampler=args.sampler, steps=args.steps, inner=args.inner, sigma_max=args.sigma_max,
+                               sigma_min=args.sigma_min, schedule=args.schedule, zeta=args.zeta,
+                               epsilon=args.epsilon, init=args.init, seed=args.seed)
+    truth, source = _reference_image(args)
+    size = truth.shape[-1]
+    op, baseline_fn, baseline_name = build_operator(args, size)
+    if args.measured is not None:
+        from padis3d.io import read_npy
+
+        y = torch.from_numpy(read_npy(args.measured).astype(np.float32))[None, None]
+        if tuple(y.shape[2:]) != op.out_shape:
+            raise PadisError(f"{args.measured} holds measurements of shape {tuple(y.shape[2:])}, but the "
+                             f"{args.task} geometry gives {op.out_shape}: check --size/--views/--factor")
+    else:
+        noise = args.noise if args.noise is not None else (0.0 if args.task.startswith("ct") else 0.01)
+        y = op(torch.from_numpy(truth)[None, None])
+        if noise:
+            y = gaussian_noise(y, noise, torch.Generator().manual_seed(args.seed + 1))
+    loaded, prior = _prior(args, (size, size))
+    baseline = baseline_fn(y)
+    t0 = time.perf_counter()
+    with ProgressBar(settings.steps, f"{args.sampler} {args.task}", disable=args.no_progress) as bar:
+        result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar)
+    seconds = time.perf_counter() - t0
+    result_np, baseline_np = result[0, 0].numpy(), baseline[0, 0].numpy()
+    metrics = {name: {"psnr": psnr(img, truth), "ssim": ssim(img, truth)}
+               for name, img in ((baseline_name, baseline_np), (args.sampler, result_np))}
+    out = args.out
+    image_path = _save_image(out / "reconstruction", result_np, str(args.input))
+    comparison_figure(out / "comparison.png", [(baseline_name, baseline_np), (f"{args.sampler} (PaDIS prior)"
+                                                                            if args.sampler == "padis" else
+                                                                            args.sampler, result_np)],
+                      None if args.measured is not None else truth)
+    report = {"input": source, "task": args.task, "measured": str(args.measured) if args.measured else None,
+              "operator": repr(op), "settings": settings.to_dict(), "evaluations": settings.evaluations,
+              "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "seconds": seconds,
+              "metrics" + (" (vs --input)" if args.measured is not None else ""): metrics,
+              "versions": library_versions(), "outputs": [image_path.name, "comparison.png"]}
+    write_json(out / "report.json", report)
+    for name, m in metrics.items():
+        print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")
+    print(f"{seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
+    return 0
+
+
+# -- sample ---------------------------------------------------------------------------------
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    add_sampler_arguments(p, ["heun", "ddim", "langevin", "pc"], "langevin")
+    p.set_defaults(sigma_max=10.0, sigma_min=0.005)
+    p.add_argument("--size", type=int, nargs="+", default=[128], help="image size (one or two ints)")
+    p.add_argument("--count", type=int, default=4, help="images to generate (default: %(default)s)")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from padis3d.solvers import GENERATION_SAMPLERS, geometric_sigmas, init_state, karras_sigmas
+    from padis3d.reconstruct import ProgressBar
+
+    shape = tuple(args.size * 2 if len(args.size) == 1 else args.size)
+    if len(shape) != 2 or min(shape) < 1 or args.count < 1:
+        raise PadisError(f"--size must be one or two positive ints and --count >= 1, got {args.size}, {args.count}")
+    _, prior = _prior(args, shape)
+    make = geometric_sigmas if args.schedule == "geometric" else karras_sigmas
+    sigmas = make(args.sigma_max, args.sigma_min, args.steps)
+    g = torch.Generator().manual_seed(args.seed)
+    x = init_state(prior, (args.count, prior.denoiser.config.channels), args.sigma_max, generator=g)
+    options = {"inner": args.inner} if args.sampler == "langevin" else {}
+    with ProgressBar(len(sigmas), f"{args.sampler} sampling", disable=args.no_progress) as bar:
+        images = GENERATION_SAMPLERS[args.sampler](prior, x, sigmas, generator=g, callback=bar, **options)
+    for i, img in enumerate(images[:, 0].clamp(0, 1).numpy()):
+        _save_image(args.out / f"sample_{i:03d}", img, "x.png")
+    print(f"wrote {args.count} images of {shape} to {args.out}/")
+    return 0

@@ -132,7 +132,7 @@ def _save_image(path: Path, image: np.ndarray, like: str) -> Path:
 
         path = path.with_suffix(".png")
         with atomic_path(path) as tmp:
-            imsave(tmp, (np.clip(image, 0, 1) * 255).round().astype(np.uint8), check_contrast=False, extension=".png")
+            imsave(tmp, (np.clip(image, 0, 1) * 255).round().astype(np.uint8), check_contrast=False)
     else:
         path = path.with_suffix(".npy")
         with atomic_path(path) as tmp, open(tmp, "wb") as f:

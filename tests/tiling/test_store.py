@@ -36,17 +36,21 @@ def test_out_of_core_equals_in_memory(gs, channels, out_channels, canvas_mode, c
     assert np.array_equal(tgt[:], expected.numpy())
 
 
-def test_bare_volume_threads_and_sync_agree():
+def test_bare_volume_any_source_any_scheduler():
+    """numpy, dask and zarr sources, threaded and synchronous scheduling: one result."""
+    import dask.array as da
+
     grid = TileGrid((30, 12, 11), (4, 6, 5))
     fn = make_fn(1, 3, 1, seed=7)
     vol = np.random.default_rng(1).standard_normal(grid.shape).astype(np.float32)
-    results = []
-    for scheduler, workers in [("threads", 2), ("sync", 1)]:
-        tgt = memory_array(grid.shape, (5, 12, 11), "f4")
-        map_tiles_store(fn, vol, grid, (1, 5, 3), tgt, scheduler=scheduler, num_workers=workers)
-        results.append(tgt[:])
+    stored = memory_array(grid.shape, (7, 12, 11), "f4")
+    stored[:] = vol
+    sources = [(vol, "threads", 2), (da.from_array(vol, chunks=(9, 12, 11)), "sync", 1), (stored, "threads", 1)]
     expected = grid.crop(map_tiles(fn, grid.pad_image(torch.from_numpy(vol)[None, None]), grid, (1, 5, 3)))[0, 0]
-    assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], expected.numpy())
+    for source, scheduler, workers in sources:
+        tgt = memory_array(grid.shape, (5, 12, 11), "f4")
+        map_tiles_store(fn, source, grid, (1, 5, 3), tgt, scheduler=scheduler, num_workers=workers)
+        assert np.array_equal(tgt[:], expected.numpy()), type(source).__name__
 
 
 def test_store_errors():

@@ -129,6 +129,15 @@ class _CT2D(LinearOperator):
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return _stack_map(self._astra.bp, y)
 
+    def _fbp(self, y: torch.Tensor, filter: str) -> torch.Tensor:
+        if filter not in FBP_FILTERS:
+            raise PadisError(f"unknown FBP filter {filter!r}; choose one of {FBP_FILTERS}")
+        check_tensor(y, self.out_shape, "sinogram y")
+        b, c = y.shape[:2]
+        out = _stack_map(lambda s: self._astra.fbp(s, filter), y.reshape(b * c, *self.out_shape))
+        return out.reshape(b, c, *self.in_shape)
+
+
 
 def _angles(views: int, span: float, angles: Sequence[float] | None) -> np.ndarray:
     if angles is not None:
@@ -160,12 +169,7 @@ class ParallelBeam2D(_CT2D):
     def fbp(self, y: torch.Tensor, filter: str = "hann") -> torch.Tensor:
         """Filtered back-projection (astra ``FBP``), ``(B, C, views, bins) -> (B, C, n, n)``;
         ``filter`` is ``'hann'`` or ``'ram-lak'``.  Scaled so that ``fbp(A x) ≈ x``."""
-        if filter not in FBP_FILTERS:
-            raise PadisError(f"unknown FBP filter {filter!r}; choose one of {FBP_FILTERS}")
-        check_tensor(y, self.out_shape, "sinogram y")
-        b, c = y.shape[:2]
-        out = _stack_map(lambda s: self._astra.fbp(s, filter), y.reshape(b * c, *self.out_shape))
-        return out.reshape(b, c, *self.in_shape)
+        return self._fbp(y, filter)
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """FBP with the Hann filter (the CT stand-in for a pseudo-inverse)."""
@@ -203,12 +207,7 @@ class FanBeam2D(_CT2D):
         if not self.cuda:
             raise PadisError("fan-beam FBP needs astra CUDA (astra's CPU FBP is parallel-beam only); "
                              "use FanBeam2D.pinv (least squares) or a ParallelBeam2D geometry")
-        if filter not in FBP_FILTERS:
-            raise PadisError(f"unknown FBP filter {filter!r}; choose one of {FBP_FILTERS}")
-        check_tensor(y, self.out_shape, "sinogram y")
-        b, c = y.shape[:2]
-        out = _stack_map(lambda s: self._astra.fbp(s, filter), y.reshape(b * c, *self.out_shape))
-        return out.reshape(b, c, *self.in_shape)
+        return self._fbp(y, filter)
 
     def pinv(self, y: torch.Tensor, iters: int = 50) -> torch.Tensor:
         """Least-squares reconstruction: ``iters`` CG steps on ``AᵀA x = Aᵀy`` from 0."""

@@ -18,7 +18,8 @@ class SamplerSettings:
     """Noise levels ``steps`` from ``sigma_max`` to ``sigma_min`` (``schedule`` geometric or
     karras); ``inner`` iterations per level (PaDIS, Langevin); ``zeta``: data step (PaDIS:
     ``x -= ζ ∇||A crop(D) - y||``); ``epsilon``: Langevin step ``α = ε σ²``; ``init``: start
-    from noise or from the baseline plus ``sigma_max`` noise; ``eta``: DDNM re-noising."""
+    from noise or from the baseline plus ``sigma_max`` noise; ``eta``: DDNM/DDS re-noising;
+    ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG steps."""
 
     sampler: str = "padis"
     steps: int = 40
@@ -30,6 +31,8 @@ class SamplerSettings:
     normalize_step: bool = False
     epsilon: float = 0.5
     eta: float = 0.85
+    rho: float = 1.0
+    cg_iters: int = 5
     init: str = "noise"
     seed: int = 0
 
@@ -68,6 +71,7 @@ def sampler_options(settings: SamplerSettings) -> dict[str, Any]:
         "langevin": {"zeta": s.zeta, "inner": s.inner, "epsilon": s.epsilon},
         "pc": {"zeta": s.zeta},
         "ddnm": {"eta": s.eta},
+        "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters},
     }[s.sampler]
 
 

@@ -60,7 +60,7 @@ def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
 
 # -- reconstruct -----------------------------------------------------------------------
 def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
-    add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm"], "padis")
+    add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm", "dds"], "padis")
     a = p.add_argument
     a("--task", choices=TASKS, default="ct")
     a("--input", default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
@@ -81,6 +81,9 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--zeta", type=float, default=0.1, help="PaDIS data step ζ (default: %(default)s)")
     a("--epsilon", type=float, default=0.5, help="Langevin step α = ε σ² (default: %(default)s)")
     a("--init", choices=("noise", "baseline"), default="noise")
+    a("--eta", type=float, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
+    a("--rho", type=float, default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
+    a("--cg-iters", type=int, default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
 
 
 def _reference_image(args: argparse.Namespace) -> tuple[np.ndarray, str]:
@@ -173,7 +176,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     settings = SamplerSettings(sampler=args.sampler, steps=args.steps, inner=args.inner, sigma_max=args.sigma_max,
                                sigma_min=args.sigma_min, schedule=args.schedule, zeta=args.zeta,
-                               epsilon=args.epsilon, init=args.init, seed=args.seed)
+                               epsilon=args.epsilon, eta=args.eta, rho=args.rho, cg_iters=args.cg_iters,
+                               init=args.init, seed=args.seed)
     truth, source = _reference_image(args)
     size = truth.shape[-1]
     op, baseline_fn, baseline_name = build_operator(args, size)

@@ -14,6 +14,7 @@ Adjoints use astra's ``BP`` with the same projector (exact adjoint on CPU).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,11 +52,14 @@ def _want_cuda(device: torch.device, use_cuda: bool | None) -> bool:
 
 
 class _Astra2D:
-    """Persistent astra data objects and FP/BP/FBP algorithms for one 2D geometry."""
+    """Persistent astra data objects and FP/BP/FBP algorithms for one 2D geometry. The data
+    objects are shared, so calls are serialised by a lock (dask and other threads may share
+    an operator)."""
 
     def __init__(self, vol_geom: dict, proj_geom: dict, projector: str, cuda: bool) -> None:
         import astra
         self.astra, self.cuda = astra, cuda
+        self.lock = threading.Lock()
         self.proj_id = astra.create_projector("cuda" if cuda else projector, proj_geom, vol_geom)
         self.vol_id = astra.data2d.create("-vol", vol_geom, 0.0)
         self.sino_id = astra.data2d.create("-sino", proj_geom, 0.0)
@@ -72,9 +76,10 @@ class _Astra2D:
         return self.astra.algorithm.create(cfg)
 
     def run(self, src_id: int, dst_id: int, alg_id: int, data: np.ndarray) -> np.ndarray:
-        self.astra.data2d.store(src_id, data)
-        self.astra.algorithm.run(alg_id)
-        return self.astra.data2d.get(dst_id)
+        with self.lock:
+            self.astra.data2d.store(src_id, data)
+            self.astra.algorithm.run(alg_id)
+            return self.astra.data2d.get(dst_id)
 
     def fp(self, img: np.ndarray) -> np.ndarray:
         return self.run(self.vol_id, self.sino_id, self.fp_id, img)
@@ -83,7 +88,9 @@ class _Astra2D:
         return self.run(self.sino_id, self.vol_id, self.bp_id, sino)
 
     def fbp(self, sino: np.ndarray, filt: str) -> np.ndarray:
-        if filt not in self.fbp_ids:
+        with self.lock:
+            known = filt in self.fbp_ids
+        if not known:
             name = "FBP_CUDA" if self.cuda else "FBP"
             self.fbp_ids[filt] = self._alg(name, ReconstructionDataId=self.vol_id, FilterType=filt)
         return self.run(self.sino_id, self.vol_id, self.fbp_ids[filt], sino)

@@ -131,3 +131,19 @@ def test_cone_beam_without_cuda_fails_cleanly_and_process_survives():
     assert "CONE: 3D cone-beam CT needs astra with CUDA" in proc.stdout
     assert "CUDA2D: astra CUDA was requested" in proc.stdout
     assert proc.stdout.strip().endswith("ALIVE")
+
+
+def test_one_operator_is_safe_to_share_between_threads():
+    """astra data objects are shared per operator: concurrent calls must not mix results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from padis3d.operators import ParallelBeam2D
+
+    op = ParallelBeam2D(32, views=10)
+    images = [torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(16)]
+    expected = [op(x) for x in images]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda x: op.adjoint(op(x)), images * 3))
+    assert all(torch.equal(r, op.adjoint(e)) for r, e in zip(results, expected * 3))

@@ -1,0 +1,176 @@
+"""Out-of-core 3D reconstruction (DDS with a patch/slab prior) over zarr stores, resumable.
+
+The sampler state is a canvas-sized zarr array on disk, chunked along z. Each noise level:
+(1) the prior's denoiser streams over the state tile band by tile band
+(:func:`tiling.map_tiles_store`) into a zarr array ``D``; (2) band by band along z, the image
+part of ``D`` is made data-consistent by CG on ``||A x - y||² + ρ||x - D||²`` (parallel-beam
+CT is separable by slice, so each band needs only its own sinogram rows) and the next state
+is written to the other of two state buffers; (3) the step index is committed atomically.
+A run killed at any moment resumes from the last committed step and, because every random
+draw is a pure function of ``(seed, step, band)``, ends with exactly the uninterrupted result.
+dask schedules the band work: threads by default, or a ``distributed.Client``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import torch
+import zarr
+
+from padis3d.atomic import write_json
+from padis3d.errors import PadisError
+from padis3d.prior import PatchPrior
+from padis3d.solvers.dds import data_consistency
+from tiling import map_tiles_store
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    """DDS settings for a volume: levels, data weight ρ, CG steps, re-noising η, seed, and the
+    z-band (slices per chunk of work) and memory budget of the tiled network passes."""
+
+    sigma_max: float = 3.0
+    sigma_min: float = 0.005
+    steps: int = 40
+    rho: float = 1.0
+    cg_iters: int = 5
+    eta: float = 0.85
+    seed: int = 0
+    band: int = 16
+    memory_budget: int | None = None
+
+    def sigmas(self) -> np.ndarray:
+        return np.geomspace(self.sigma_max, self.sigma_min, self.steps)
+
+
+SHIFTS, NOISE = 1, 2  # independent random streams
+
+
+def _rng(*key: int) -> torch.Generator:
+    """A generator that is a pure function of ``key`` (seed, stream, step, band)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
+
+
+class VolumeRun:
+    """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
+
+    def __init__(self, prior: PatchPrior, slice_operator: Any, y: np.ndarray | zarr.Array, work_dir: str | Path,
+                 settings: VolumeSettings, scheduler: Any = None):
+        g = prior.grid
+        if g.ndim != 3:
+            raise PadisError(f"a volume run needs a 3D prior grid, got {g}")
+        z, views_bins = g.shape[0], tuple(slice_operator.out_shape)
+        if tuple(y.shape) != (z, *views_bins):
+            raise PadisError(f"measurements of shape {tuple(y.shape)} do not match the volume: expected "
+                             f"({z}, {', '.join(map(str, views_bins))}) for {z} slices")
+        if tuple(slice_operator.in_shape) != g.shape[1:]:
+            raise PadisError(f"the slice operator takes {slice_operator.in_shape} images, the volume has "
+                             f"{g.shape[1:]} slices")
+        self.prior, self.op, self.y, self.settings, self.scheduler = prior, slice_operator, y, settings, scheduler
+        self.dir = Path(work_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fingerprint = json.dumps({"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}, sort_keys=True)
+        self.key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
+        chunks = (settings.band, *g.canvas_shape[1:])
+        self.states = [self._array(f"state{i}.zarr", g.canvas_shape, chunks) for i in (0, 1)]
+        self.denoised = self._array("denoised.zarr", g.canvas_shape, chunks)
+
+    def _array(self, name: str, shape: tuple[int, ...], chunks: tuple[int, ...]) -> zarr.Array:
+        path = self.dir / name
+        try:
+            arr = zarr.open_array(path, mode="r+")
+            if tuple(arr.shape) == shape:
+                return arr
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+        return zarr.create_array(store=path, shape=shape, chunks=chunks, dtype="f4", overwrite=True)
+
+    # -- progress -------------------------------------------------------------------------
+    @property
+    def progress_path(self) -> Path:
+        return self.dir / "progress.json"
+
+    def committed_step(self) -> int:
+        """Levels already done (0: start, or another run's leftovers)."""
+        try:
+            p = json.loads(self.progress_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+        return int(p["step"]) if p.get("key") == self.key else 0
+
+    def _commit(self, step: int) -> None:
+        write_json(self.progress_path, {"key": self.key, "step": step, "settings": asdict(self.settings)})
+
+    # -- band work ----------------------------------------------------------------------------
+    def _bands(self) -> list[tuple[int, int]]:
+        n, b = self.prior.grid.canvas_shape[0], self.settings.band
+        return [(a, min(a + b, n)) for a in range(0, n, b)]
+
+    def _run(self, tasks: list[Callable[[], None]]) -> None:
+        delayed = [dask.delayed(t)() for t in tasks]
+        if self.scheduler is None or isinstance(self.scheduler, str):
+            dask.compute(*delayed, scheduler=self.scheduler or "threads")
+        else:
+            self.scheduler.compute(delayed, sync=True)
+
+    def _initial_band(self, a: int, b: int) -> None:
+        shape = (b - a, *self.prior.grid.canvas_shape[1:])
+        z = torch.randn(shape, generator=_rng(self.settings.seed, NOISE, 0, a))
+        self.states[0][a:b] = (self.settings.sigma_max * z).numpy()
+
+    def _step_band(self, step: int, a: int, b: int, src: zarr.Array, dst: zarr.Array) -> None:
+        """Data consistency on the image slices of canvas rows ``[a, b)``, then the next state
+        (or, at the last level, the corrected estimate) into ``dst``."""
+        g, s = self.prior.grid, self.settings
+        sigmas = s.sigmas()
+        x, d = torch.from_numpy(src[a:b]).double(), torch.from_numpy(self.denoised[a:b]).double()
+        mz = g.pad[0]
+        lo, hi = max(a, mz), min(b, mz + g.shape[0])  # image slices inside this band
+        corrected = d.clone()
+        if hi > lo:
+            inner = (slice(lo - a, hi - a), *g.image_slices()[1:])
+            y = torch.from_numpy(np.asarray(self.y[lo - mz:hi - mz], dtype=np.float32))[:, None]
+            est = data_consistency(self.op, y, d[inner][:, None].float(), s.rho, s.cg_iters)
+            corrected[inner] = est[:, 0].double()
+        if step < s.steps - 1:
+            z = torch.randn(x.shape, generator=_rng(s.seed, NOISE, step + 1, a), dtype=torch.float64)
+            nxt = sigmas[step + 1]
+            corrected = corrected + nxt * (s.eta * z + math.sqrt(1 - s.eta ** 2) * (x - d) / sigmas[step])
+        dst[a:b] = corrected.float().numpy()
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, output: zarr.Array, callback: Callable[[dict], None] | None = None) -> zarr.Array:
+        """Run (or resume) all levels; writes the final estimate ``(Z, Y, X)`` into ``output``."""
+        g, s = self.prior.grid, self.settings
+        if tuple(output.shape) != g.shape:
+            raise PadisError(f"output must have the volume's shape {g.shape}, got {tuple(output.shape)}")
+        sigmas = s.sigmas()
+        start = self.committed_step()
+        if start == 0:
+            self._run([lambda a=a, b=b: self._initial_band(a, b) for a, b in self._bands()])
+        for step in range(start, s.steps):
+            src, dst = self.states[step % 2], self.states[(step + 1) % 2]
+            shift = g.random_shift(_rng(s.seed, SHIFTS, step))
+            map_tiles_store(self.prior._tile_fn(float(sigmas[step])), src, g, shift, self.denoised,
+                            memory_budget=s.memory_budget, max_batch=self.prior.limits["max_batch"],
+                            device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
+                            scheduler=self.scheduler)
+            self._run([lambda a=a, b=b: self._step_band(step, a, b, src, dst) for a, b in self._bands()])
+            self._commit(step + 1)
+            if callback is not None:
+                callback({"i": step, "n": s.steps, "sigma": float(sigmas[step])})
+        final = self.states[s.steps % 2]
+        rows = output.chunks[0]
+        for z0 in range(0, g.shape[0], rows):  # chunk-aligned copy of the image region
+            z1 = min(z0 + rows, g.shape[0])
+            output[z0:z1] = final[g.pad[0] + z0:g.pad[0] + z1][(slice(None), *g.image_slices()[1:])]
+        return output

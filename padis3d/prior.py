@@ -120,3 +120,24 @@ def patch_prior_from(prior: "Prior", image_shape: Sequence[int] | None = None, t
         sizes = [s for s in prior.patch_sizes if s is not None]
         tile = max(sizes) if sizes else None
     return PatchPrior(prior, shape, tile, **limits)
+
+
+def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | str = "auto", **limits) -> PatchPrior:
+    """A volume prior ``(Z, Y, X)`` from a 2D checkpoint: a slab prior (``mode == 'slab'``,
+    ``k`` slices as channels) tiles ``k x P x P``; a 2D patch prior works slice by slice
+    (``1 x P x P``). Either way the slab axis is folded into the network's channels and the
+    random shift applies along z as in-plane."""
+    slab = prior.meta.get("mode") == "slab"
+    k = prior.config.channels if slab else 1
+    if tile == "auto":
+        sizes = [s for s in prior.patch_sizes if s is not None]
+        if not sizes:
+            raise PadisError(f"{prior.path} is a whole-image prior; a volume needs a patch or slab prior")
+        tile = max(sizes)
+    if slab:
+        denoiser = prior
+    else:  # the 2D network takes (y, x) positions; the folded tiles carry (z, y, x)
+        def denoiser(x: torch.Tensor, sigma: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+            return prior(x, sigma, None if positions is None else positions[:, 1:])
+        denoiser.config = prior.config  # type: ignore[attr-defined]
+    return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), **limits)

@@ -16,7 +16,7 @@ import torch
 from padis3d.atomic import atomic_path, write_json
 from padis3d.errors import PadisError
 
-TASKS = ("ct", "ct-fan", "deblur", "sr")
+TASKS = ("ct", "ct-fan", "deblur", "sr", "ct3d-parallel", "denoise")
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str], default_sampler: str) -> None:
@@ -62,7 +62,8 @@ def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
 def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm", "dds"], "padis")
     a = p.add_argument
-    a("--task", choices=TASKS, default="ct")
+    a("--task", choices=TASKS, default="ct", help="2D: ct, ct-fan, deblur, sr; volumes (out of core, "
+      "resumable): ct3d-parallel (sparse view or limited angle via --views/--span-deg), denoise")
     a("--input", default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
       "NIfTI, DICOM, PNG/JPEG folder or file, .npy")
     a("--slice", type=int, default=None, help="slice of a volume (default: 120 of the chest CT, else the middle)")
@@ -84,6 +85,12 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--eta", type=float, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
     a("--rho", type=float, default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
     a("--cg-iters", type=int, default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
+    v = p.add_argument_group("volumes (ct3d-parallel, denoise)")
+    v.add_argument("--slices", type=int, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
+    v.add_argument("--band", type=int, default=16, help="slices per chunk of work and zarr chunk (default 16)")
+    v.add_argument("--work-dir", type=Path, default=None, help="state buffers for resuming (default OUT/work); "
+                   "rerunning the same command continues from the last finished step")
+    v.add_argument("--scheduler", default=None, help="dask.distributed scheduler address (default: threads)")
 
 
 def _reference_image(args: argparse.Namespace) -> tuple[np.ndarray, str]:
@@ -169,6 +176,10 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
+    if args.task in ("ct3d-parallel", "denoise"):
+        from padis3d.volume_cli import run_reconstruct_volume
+
+        return run_reconstruct_volume(args)
     from padis3d.checkpoint import library_versions
     from padis3d.metrics import psnr, ssim
     from padis3d.operators import gaussian_noise

@@ -84,6 +84,10 @@ class VolumeRun:
         self.states = [self._array(f"state{i}.zarr", g.canvas_shape, chunks) for i in (0, 1)]
         self.denoised = self._array("denoised.zarr", g.canvas_shape, chunks)
 
+    def __getstate__(self) -> dict:
+        """Band tasks travel to dask workers without the client that schedules them."""
+        return {**self.__dict__, "scheduler": None}
+
     def _array(self, name: str, shape: tuple[int, ...], chunks: tuple[int, ...]) -> zarr.Array:
         path = self.dir / name
         try:
@@ -115,8 +119,9 @@ class VolumeRun:
         n, b = self.prior.grid.canvas_shape[0], self.settings.band
         return [(a, min(a + b, n)) for a in range(0, n, b)]
 
-    def _run(self, tasks: list[Callable[[], None]]) -> None:
-        delayed = [dask.delayed(t)() for t in tasks]
+    def _run(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args, a, b)`` for every band ``[a, b)``, scheduled by dask."""
+        delayed = [dask.delayed(fn)(*args, a, b) for a, b in self._bands()]
         if self.scheduler is None or isinstance(self.scheduler, str):
             dask.compute(*delayed, scheduler=self.scheduler or "threads")
         else:
@@ -127,7 +132,7 @@ class VolumeRun:
         z = torch.randn(shape, generator=_rng(self.settings.seed, NOISE, 0, a))
         self.states[0][a:b] = (self.settings.sigma_max * z).numpy()
 
-    def _step_band(self, step: int, a: int, b: int, src: zarr.Array, dst: zarr.Array) -> None:
+    def _step_band(self, step: int, src: zarr.Array, dst: zarr.Array, a: int, b: int) -> None:
         """Data consistency on the image slices of canvas rows ``[a, b)``, then the next state
         (or, at the last level, the corrected estimate) into ``dst``."""
         g, s = self.prior.grid, self.settings
@@ -156,7 +161,7 @@ class VolumeRun:
         sigmas = s.sigmas()
         start = self.committed_step()
         if start == 0:
-            self._run([lambda a=a, b=b: self._initial_band(a, b) for a, b in self._bands()])
+            self._run(self._initial_band)
         for step in range(start, s.steps):
             src, dst = self.states[step % 2], self.states[(step + 1) % 2]
             shift = g.random_shift(_rng(s.seed, SHIFTS, step))
@@ -164,7 +169,7 @@ class VolumeRun:
                             memory_budget=s.memory_budget, max_batch=self.prior.limits["max_batch"],
                             device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
                             scheduler=self.scheduler)
-            self._run([lambda a=a, b=b: self._step_band(step, a, b, src, dst) for a, b in self._bands()])
+            self._run(self._step_band, step, src, dst)
             self._commit(step + 1)
             if callback is not None:
                 callback({"i": step, "n": s.steps, "sigma": float(sigmas[step])})

@@ -125,10 +125,21 @@ class _CT2D(LinearOperator):
         super().__init__((n, n), (views, bins), device)
         self.angles = np.asarray(proj_geom["ProjectionAngles"], dtype=np.float64)
         self.cuda = _want_cuda(self.device, use_cuda)
+        self._geometry = (astra.create_vol_geom(n, n), proj_geom, projector, self.cuda)
         try:
-            self._astra = _Astra2D(astra.create_vol_geom(n, n), proj_geom, projector, self.cuda)
+            self._astra = _Astra2D(*self._geometry)
         except Exception as exc:  # astra raises plain Exception for bad projector/geometry
             raise PadisError(f"astra rejected the geometry or projector {projector!r}: {exc}") from exc
+
+    def __getstate__(self) -> dict:
+        """Pickle the geometry, not astra's process-local objects (for dask.distributed workers)."""
+        state = self.__dict__.copy()
+        del state["_astra"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._astra = _Astra2D(*self._geometry)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return _stack_map(self._astra.fp, x)

@@ -147,3 +147,17 @@ def test_one_operator_is_safe_to_share_between_threads():
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda x: op.adjoint(op(x)), images * 3))
     assert all(torch.equal(r, op.adjoint(e)) for r, e in zip(results, expected * 3))
+
+
+def test_operators_pickle_by_geometry():
+    """dask.distributed ships operators to workers: a pickled copy rebuilds its astra objects."""
+    import pickle
+
+    import torch
+
+    from padis3d.operators import ParallelBeam2D
+
+    op = ParallelBeam2D(24, views=7)
+    x = torch.rand(2, 1, 24, 24)
+    copy = pickle.loads(pickle.dumps(op))
+    assert torch.equal(copy(x), op(x)) and torch.equal(copy.adjoint(op(x)), op.adjoint(op(x)))

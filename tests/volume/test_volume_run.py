@@ -66,3 +66,15 @@ def test_mismatched_measurements_fail_clearly(problem, tmp_path):
         VolumeRun(prior, op, y[:-1], tmp_path, VolumeSettings())
     with pytest.raises(PadisError, match="slice operator"):
         VolumeRun(prior, ParallelBeam2D(12, views=8), y[:, :, :24], tmp_path, VolumeSettings())
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_the_threaded_result(problem, tmp_path):
+    """The band work scheduled on a dask.distributed LocalCluster with 2 workers."""
+    from distributed import Client, LocalCluster
+
+    threaded = run(problem, tmp_path / "threads")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        distributed = run(problem, tmp_path / "cluster", scheduler=client)
+    assert np.array_equal(threaded, distributed)

@@ -12,7 +12,6 @@ Layout (a ``torch.save`` dict, loaded with ``weights_only=True``)::
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

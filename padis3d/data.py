@@ -83,7 +83,7 @@ class PatchSampler:
 
     def sample_size(self, k: int, n: int, generator: torch.Generator) -> PatchBatch:
         grid, canvas = self._grids[self.sizes[k]], self._canvas[self.sizes[k]]
-        nd, tile = grid.ndim, grid.tile
+        tile = grid.tile
         idx = torch.randint(self.images.shape[0], (n,), generator=generator)
         offsets = torch.stack([torch.randint(c - p + 1, (n,), generator=generator)
                                for c, p in zip(grid.canvas_shape, tile)], dim=1)

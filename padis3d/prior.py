@@ -68,7 +68,8 @@ class PatchPrior:
         """State -> image region (a view)."""
         return self.grid.crop(state)
 
-    def _tile_fn(self, sigma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def tile_fn(self, sigma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``fn(tiles, positions)`` for the tiling engine: the denoiser at noise level ``sigma``."""
         def fn(tiles: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
             s = torch.full((tiles.shape[0],), float(sigma), dtype=tiles.dtype, device=tiles.device)
             return self.denoiser(tiles, s, positions)
@@ -81,7 +82,7 @@ class PatchPrior:
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """``D(x; σ)`` on the canvas for one (given or random) shift, without gradients."""
         with torch.no_grad():
-            return map_tiles(self._tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self.limits)
+            return map_tiles(self.tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self.limits)
 
     def score(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
@@ -94,7 +95,7 @@ class PatchPrior:
         """``(D, J_D(x)ᵀ v)`` with ``v = cotangent(D)`` (e.g. the gradient of a data misfit of
         ``crop(D)``), both for the same shift. Used for DPS steps through the network."""
         shift = self._shift(shift, generator)
-        fn = self._tile_fn(sigma)
+        fn = self.tile_fn(sigma)
         if self.streamed_vjp:
             d = self.denoise(x, sigma, shift=shift)
             return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self.limits)

@@ -165,7 +165,7 @@ class VolumeRun:
         for step in range(start, s.steps):
             src, dst = self.states[step % 2], self.states[(step + 1) % 2]
             shift = g.random_shift(_rng(s.seed, SHIFTS, step))
-            map_tiles_store(self.prior._tile_fn(float(sigmas[step])), src, g, shift, self.denoised,
+            map_tiles_store(self.prior.tile_fn(float(sigmas[step])), src, g, shift, self.denoised,
                             memory_budget=s.memory_budget, max_batch=self.prior.limits["max_batch"],
                             device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
                             scheduler=self.scheduler)

@@ -137,9 +137,9 @@ class TileGrid:
     def tile_view(self, canvas: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
         """Strided view ``(B, *counts, C, *tile)`` of the tiles of ``canvas`` (no copy)."""
         self.check_canvas(canvas)
-        return self._window_tiles(canvas[(..., *self.window_slices(shift))])
+        return self.window_tiles(canvas[(..., *self.window_slices(shift))])
 
-    def _window_tiles(self, window: torch.Tensor) -> torch.Tensor:
+    def window_tiles(self, window: torch.Tensor) -> torch.Tensor:
         """``(B, C, *[r_i P_i])`` -> view ``(B, *r, C, *P)`` for any whole number of tile rows ``r``."""
         v = window
         for axis, p in enumerate(self.tile):  # splitting one dim is always a view

@@ -93,7 +93,7 @@ class _Tiling:
     def __init__(self, grid: TileGrid, shift: Sequence[int], window: torch.Tensor, first_row: int,
                  fold_axes: Sequence[int], device: torch.device | str | None):
         self.grid, self.shift = grid, grid.check_shift(shift)
-        self.view = grid._window_tiles(window)  # (B, rows, K1, ..., C, *tile)
+        self.view = grid.window_tiles(window)  # (B, rows, K1, ..., C, *tile)
         self.rows = self.view.shape[1]
         self.first_tile = first_row * (grid.num_tiles // grid.counts[0])
         self.local_tiles = grid.num_tiles // grid.counts[0] * self.rows
@@ -167,7 +167,7 @@ def map_window(fn: TileFn, window: torch.Tensor, grid: TileGrid, shift: Sequence
         result = t.call(fn, t.inputs(idx), t.positions(idx, window.dtype))
         if out_view is None:
             out = allocate(result.shape[1], result.dtype)
-            out_view = grid._window_tiles(out)
+            out_view = grid.window_tiles(out)
         out_view[idx] = result.to(out.device, non_blocking=True)
     return out
 

@@ -4,7 +4,8 @@
 (b) MONAI ``sliding_window_inference`` over the same tiled window at overlap 0 (the same tiles);
 (c) the bare network over the same, pre-extracted tiles (the floor);
 (d) MONAI at overlap 0.25 on the unpadded volume (the setting users know).
-Prints (a - c) / c, b / a, d / a and the tile-voxel factor prod(K P / N), plus the
+(e) the engine with an identity function: its own cost (gather, positions, scatter).
+Prints (a - c) / c, e / c, b / a, d / a and the tile-voxel factor prod(K P / N), plus the
 tile-size trade-off table of ``tiling.planning``. Timings are medians of interleaved
 repeats, so background load hits all variants alike. Run by hand:
 
@@ -50,6 +51,7 @@ def bench(shape: tuple[int, ...], tile: int, batch: int, repeats: int) -> dict[s
         "b_monai_same_tiles": lambda: sliding_window_inference(window, roi, batch, net, overlap=0.0),
         "c_bare_network": lambda: [net(tiles[i:i + batch]) for i in range(0, tiles.shape[0], batch)],
         "d_monai_overlap_0.25": lambda: sliding_window_inference(image, roi, batch, net, overlap=0.25),
+        "e_engine_identity": lambda: map_tiles(lambda t, p: t, canvas, grid, shift, max_batch=batch),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     with torch.no_grad():
@@ -80,12 +82,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), tile {args.tile}^3, batch {args.batch}, "
           f"median of {repeats} interleaved repeats")
     print(f"{'volume':>14} {'tiles':>5} {'(a) s':>8} {'(b) s':>8} {'(c) s':>8} {'(d) s':>8} "
-          f"{'(a-c)/c':>8} {'b/a':>6} {'d/a':>6} {'KP/N':>6}")
+          f"{'(a-c)/c':>8} {'e/c':>6} {'b/a':>6} {'d/a':>6} {'KP/N':>6}")
     for shape in shapes:
         r = bench(shape, args.tile, args.batch, repeats)
         a, b, c, d = r["a_engine"], r["b_monai_same_tiles"], r["c_bare_network"], r["d_monai_overlap_0.25"]
+        e = r["e_engine_identity"]  # the engine alone (gather, positions, scatter), no network
         print(f"{'x'.join(map(str, shape)):>14} {r['tiles']:>5} {a:8.3f} {b:8.3f} {c:8.3f} {d:8.3f} "
-              f"{(a - c) / c:8.1%} {b / a:6.2f} {d / a:6.2f} {r['factor']:6.2f}")
+              f"{(a - c) / c:8.1%} {e / c:6.1%} {b / a:6.2f} {d / a:6.2f} {r['factor']:6.2f}")
     print("\nTile-size trade-off per axis (multiple of 8, suggest_tile picks the lowest factor with M >= P/4):")
     for n in sorted({s for shape in shapes for s in shape}):
         print(f"\naxis of {n}: suggested P = {suggest_tile(n).tile}\n{tile_tradeoff_table(n, max_tile=min(n, 96))}")

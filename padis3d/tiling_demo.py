@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import zarr
 
-from padis3d.atomic import atomic_path, write_json
+from padis3d.atomic import save_figure, write_json
 import nibabel as nib
 
 from padis3d.sample_data import TEST_SLICES, chest_ct_path, chest_ct_slices
@@ -44,6 +44,7 @@ def run_tiling_demo(out_dir: str | Path = "outputs/tiling-demo", seed: int = 0, 
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     # 3D, out of core: the volume goes from the NIfTI to a zarr store 16 slices at a time
     # and is then streamed tile band by tile band; it is never whole in memory.
@@ -86,9 +87,7 @@ def run_tiling_demo(out_dir: str | Path = "outputs/tiling-demo", seed: int = 0, 
         ax.set_axis_off()
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.suptitle(f"{grid}: tiles (orange) cover the image (cyan) for every shift")
-    with atomic_path(out_dir / "tiling_demo.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, out_dir / "tiling_demo.png", dpi=80)
 
     report = {
         "2d": {"grid": repr(grid), "shifts": shifts, "exact_reassembly": exact,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from padis3d.atomic import atomic_path
+from padis3d.atomic import save_figure
 
 
 def write_loss_plot(history: list, path: str | Path, title: str = "") -> None:
@@ -26,6 +26,4 @@ def write_loss_plot(history: list, path: str | Path, title: str = "") -> None:
     ax.set_ylabel("EDM loss (mean per log interval)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from padis3d.atomic import atomic_path, write_json
+from padis3d.atomic import atomic_path, save_figure, write_json
 from padis3d.errors import PadisError
 
 TASKS = ("ct", "ct-fan", "deblur", "sr", "ct3d-parallel", "denoise")
@@ -170,9 +170,7 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
     for ax in axes:
         ax.set_axis_off()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import zarr
 
-from padis3d.atomic import atomic_path, write_json
+from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
 
 VOLUME_TASKS = ("ct3d-parallel", "denoise")
@@ -74,9 +75,7 @@ def panels(path: Path, volumes: list[tuple[str, np.ndarray]]) -> None:
             ax.set_title(f"{name}: {plane}", fontsize=9)
             ax.set_axis_off()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
@@ -136,7 +135,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     panels(args.out / "panels.png", [("truth", truth), (baseline_name, baseline), ("dds", recon)])
     write_json(args.out / "report.json", {
         "input": str(vol.source), "task": args.task, "shape": list(truth.shape), "window": [lo, hi],
-        "settings": vars(settings) if hasattr(settings, "__dict__") else str(settings), "tile": list(prior.grid.tile),
+        "settings": asdict(settings), "tile": list(prior.grid.tile),
         "resumed_from_step": done, "seconds": seconds, "metrics": metrics, "outputs": [image_path.name, "panels.png"]})
     for name, m in metrics.items():
         print(f"{name:>10}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))

@@ -69,3 +69,85 @@ def volume_metrics(pred: ArrayLike, target: ArrayLike) -> dict[str, float]:
         out[f"{m}_3views"] = float(np.mean([out[f"{m}_{v}"] for v in VIEWS]))
     out["psnr_volume"], out["ssim_volume"] = psnr(p, t), ssim(p, t)
     return out
+
+
+SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03  # skimage's defaults, used by ssim() above
+
+
+def _ssim_map(p: np.ndarray, t: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """skimage's SSIM map (uniform 7-voxel window along ``axes``, sample covariance, data
+    range 1) of float64 arrays; only values at least 3 voxels from every edge along ``axes``
+    are meaningful, and those do not depend on the boundary mode."""
+    from scipy.ndimage import uniform_filter1d
+
+    def filt(a: np.ndarray) -> np.ndarray:
+        for ax in axes:
+            a = uniform_filter1d(a, SSIM_WINDOW, axis=ax)
+        return a
+
+    ux, uy = filt(p), filt(t)
+    cov_norm = SSIM_WINDOW ** len(axes) / (SSIM_WINDOW ** len(axes) - 1)
+    vx = cov_norm * (filt(p * p) - ux * ux)
+    vy = cov_norm * (filt(t * t) - uy * uy)
+    vxy = cov_norm * (filt(p * t) - ux * uy)
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+
+
+def metrics_band_bytes(plane_voxels: int) -> int:
+    """Bytes :func:`volume_metrics_banded` holds per slice of a band (float64 copies and SSIM maps)."""
+    return 12 * 8 * plane_voxels
+
+
+def volume_metrics_banded(pred: ArrayLike, target: ArrayLike, rows: int = 16) -> dict[str, float]:
+    """:func:`volume_metrics` of two ``(z, y, x)`` arrays read ``rows`` axial slices at a time
+    (zarr arrays, memory maps or numpy), never whole: the same keys and, up to float rounding
+    (~1e-12), the same values.
+
+    Every plane is used. Axial PSNR/SSIM are per slice of the band; coronal and sagittal PSNR
+    accumulate each plane's squared error over the bands; SSIM's 7-voxel window needs 3
+    slices either side along z, so each band is read with a halo of 3 slices and contributes
+    the rows of the coronal, sagittal and 3D SSIM maps whose window it holds whole (skimage
+    crops 3 voxels at every edge, so no row depends on the boundary). Memory: about
+    ``(rows + 6) * metrics_band_bytes(y * x)`` bytes."""
+    if tuple(pred.shape) != tuple(target.shape):
+        raise PadisError(f"prediction {tuple(pred.shape)} and reference {tuple(target.shape)} must have the same shape")
+    if len(pred.shape) != 3 or min(pred.shape) < SSIM_WINDOW:
+        raise PadisError(f"volume_metrics needs a (z, y, x) volume at least 7 voxels per axis, got {tuple(pred.shape)}")
+    nz, ny, nx = (int(s) for s in pred.shape)
+    h = SSIM_WINDOW // 2
+    rows = max(1, int(rows))
+    sq = {"axial": np.zeros(nz), "coronal": np.zeros(ny), "sagittal": np.zeros(nx)}
+    ss = {"axial": np.zeros(nz), "coronal": np.zeros(ny), "sagittal": np.zeros(nx)}
+    sq_total = ss_volume = 0.0
+    for z0 in range(0, nz, rows):
+        z1 = min(z0 + rows, nz)
+        a, b = max(0, z0 - h), min(nz, z1 + h)
+        p, t = _pair(pred[a:b], target[a:b])
+        own = slice(z0 - a, z1 - a)
+        d2 = (p[own] - t[own]) ** 2
+        sq["axial"][z0:z1] = d2.sum(axis=(1, 2))
+        sq["coronal"] += d2.sum(axis=(0, 2))
+        sq["sagittal"] += d2.sum(axis=(0, 1))
+        sq_total += float(d2.sum())
+        del d2
+        ss["axial"][z0:z1] = _ssim_map(p[own], t[own], (1, 2))[:, h:-h, h:-h].mean(axis=(1, 2))
+        i0, i1 = max(z0, h), min(z1, nz - h)  # rows whose z window lies inside the volume
+        if i1 > i0:
+            inner = slice(i0 - a, i1 - a)
+            ss["coronal"] += _ssim_map(p, t, (0, 2))[inner, :, h:-h].sum(axis=(0, 2))
+            ss["sagittal"] += _ssim_map(p, t, (0, 1))[inner, h:-h, :].sum(axis=(0, 1))
+            ss_volume += float(_ssim_map(p, t, (0, 1, 2))[inner, h:-h, h:-h].sum())
+    plane = {"axial": ny * nx, "coronal": nz * nx, "sagittal": nz * ny}
+    crop = {"axial": (ny - 2 * h) * (nx - 2 * h), "coronal": (nz - 2 * h) * (nx - 2 * h),
+            "sagittal": (nz - 2 * h) * (ny - 2 * h)}
+    out: dict[str, float] = {}
+    with np.errstate(divide="ignore"):
+        for name in VIEWS:
+            out[f"psnr_{name}"] = float(np.mean(10 * np.log10(plane[name] / sq[name])))
+            out[f"ssim_{name}"] = float(np.mean(ss[name] / (1 if name == "axial" else crop[name])))
+        for m in ("psnr", "ssim"):
+            out[f"{m}_3views"] = float(np.mean([out[f"{m}_{v}"] for v in VIEWS]))
+        out["psnr_volume"] = float(10 * np.log10(nz * ny * nx / sq_total))
+    out["ssim_volume"] = ss_volume / ((nz - 2 * h) * (ny - 2 * h) * (nx - 2 * h))
+    return out

@@ -64,7 +64,10 @@ class VolumeRun:
     """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
 
     def __init__(self, prior: PatchPrior, slice_operator: Any, y: np.ndarray | zarr.Array, work_dir: str | Path,
-                 settings: VolumeSettings, scheduler: Any = None):
+                 settings: VolumeSettings, scheduler: Any = None, tag: str = ""):
+        """``y``: measurements ``(Z, *slice_operator.out_shape)``; ``tag``: an identity of their
+        contents (e.g. a hash of how they were made) that, like the settings, must match for a
+        rerun to resume instead of starting over."""
         g = prior.grid
         if g.ndim != 3:
             raise PadisError(f"a volume run needs a 3D prior grid, got {g}")
@@ -78,7 +81,10 @@ class VolumeRun:
         self.prior, self.op, self.y, self.settings, self.scheduler = prior, slice_operator, y, settings, scheduler
         self.dir = Path(work_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        fingerprint = json.dumps({"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}, sort_keys=True)
+        identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
+        if tag:
+            identity["tag"] = tag
+        fingerprint = json.dumps(identity, sort_keys=True)
         self.key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
         chunks = (settings.band, *g.canvas_shape[1:])
         self.states = [self._array(f"state{i}.zarr", g.canvas_shape, chunks) for i in (0, 1)]

@@ -1,12 +1,21 @@
 """``padis3d reconstruct`` for volumes (tasks ``ct3d-parallel`` and ``denoise``): a NIfTI /
 zarr / DICOM / npy volume in, an out-of-core resumable DDS run (:mod:`padis3d.volume`),
 the reconstruction out in the input's format (NIfTI keeps its affine and header), with
-per-plane metrics in ``report.json`` and axial/coronal/sagittal panels in ``panels.png``."""
+per-plane metrics in ``report.json`` and axial/coronal/sagittal panels in ``panels.png``.
+
+Out of core end to end: the input is read, windowed and resized band by band of axial
+slices into zarr work arrays, with the measurements and the baseline
+(:mod:`padis3d.volume_pipeline`); the metrics stream over the bands
+(:func:`padis3d.metrics.volume_metrics_banded`); the output is written band by band
+(:mod:`padis3d.io.volume_stream`); the panels read three planes. Band sizes come from
+``--memory-budget-mb``, so peak memory is the budget plus the model plus a fixed overhead,
+whatever the number of slices."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import resource
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -33,44 +42,31 @@ class IdentitySlices:
     adjoint = __call__
 
 
-def _load(args: argparse.Namespace):
-    from skimage.transform import resize
-
-    from padis3d.io.volume_file import read_volume
-    from padis3d.sample_data import chest_ct_path
-
-    vol = read_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
-    lo, hi = args.window if args.window else (-1000.0, 1000.0) if vol.kind in ("nifti", "dicom") or \
-        args.input == "chest-ct" else (float(vol.data.min()), float(vol.data.max()))
+def _window(args: argparse.Namespace, source, rows: int) -> tuple[float, float]:
+    """The intensity window mapped to [0, 1]: ``--window``, the HU window for NIfTI/DICOM, else
+    the volume's range (one streamed pass)."""
+    if args.window:
+        lo, hi = args.window
+    elif source.kind in ("nifti", "dicom") or args.input == "chest-ct":
+        lo, hi = -1000.0, 1000.0
+    else:
+        lo, hi = source.min_max(rows)
     if hi <= lo:
-        raise PadisError(f"{vol.source} is constant ({lo}); nothing to reconstruct")
-    data = vol.data
-    if args.slices:
-        z0, z1 = args.slices
-        if not 0 <= z0 < z1 <= data.shape[0]:
-            raise PadisError(f"--slices {z0} {z1} is outside 0..{data.shape[0]} of {vol.source}")
-        data = data[z0:z1]
-    image = np.clip((data - lo) / (hi - lo), 0, 1).astype(np.float32)
-    if data.shape[1] != data.shape[2]:
-        raise PadisError(f"slices of {vol.source} are {data.shape[1]}x{data.shape[2]}; square slices are needed")
-    zoom = data.shape[1] / args.size
-    if args.size != data.shape[1]:
-        image = resize(image, (image.shape[0], args.size, args.size), anti_aliasing=True, preserve_range=True,
-                       order=1).astype(np.float32)
-    return vol, image, (lo, hi), zoom
+        raise PadisError(f"{source.source} is constant ({lo}); nothing to reconstruct")
+    return float(lo), float(hi)
 
 
-def panels(path: Path, volumes: list[tuple[str, np.ndarray]]) -> None:
-    """Axial, coronal and sagittal centre slices of each volume, one row per volume."""
+def panels(path: Path, volumes: list[tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> None:
+    """Axial, coronal and sagittal centre planes of each volume, one row per volume."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(volumes), 3, figsize=(9, 3 * len(volumes)), squeeze=False)
-    for row, (name, v) in zip(axes, volumes):
-        z, y, x = (s // 2 for s in v.shape)
-        for ax, (plane, img) in zip(row, (("axial", v[z]), ("coronal", v[:, y][::-1]), ("sagittal", v[:, :, x][::-1]))):
+    for row, (name, (axial, coronal, sagittal)) in zip(axes, volumes):
+        for ax, (plane, img) in zip(row, (("axial", axial), ("coronal", coronal[::-1]),
+                                          ("sagittal", sagittal[::-1]))):
             ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1, aspect="auto")
             ax.set_title(f"{name}: {plane}", fontsize=9)
             ax.set_axis_off()
@@ -78,66 +74,108 @@ def panels(path: Path, volumes: list[tuple[str, np.ndarray]]) -> None:
     save_figure(fig, path, dpi=90)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d import load_prior
+    from padis3d.checkpoint import library_versions
     from padis3d.device import resolve_device
-    from padis3d.io.volume_file import write_volume_like
-    from padis3d.metrics import volume_metrics
+    from padis3d.io.volume_stream import open_volume, write_volume_bands
+    from padis3d.metrics import metrics_band_bytes, volume_metrics_banded
     from padis3d.operators import ParallelBeam2D
     from padis3d.prior import volume_prior_from
     from padis3d.reconstruct import ProgressBar
+    from padis3d.sample_data import chest_ct_path
     from padis3d.volume import VolumeRun, VolumeSettings
+    from padis3d.volume_pipeline import (centre_planes, plan_rows, prep_bytes_per_row, prepare_volume,
+                                         source_identity)
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    vol, truth, (lo, hi), zoom = _load(args)
-    size = truth.shape[1]
-    gen = torch.Generator().manual_seed(args.seed + 1)
+    t_start = time.perf_counter()
+    source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
+    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2**20)
+    nz_all, h, w = source.shape
+    lo, hi = _window(args, source, plan_rows(budget, 8 * h * w, args.band))
+    z0, z1 = args.slices if args.slices else (0, nz_all)
+    if not 0 <= z0 < z1 <= nz_all:
+        raise PadisError(f"--slices {z0} {z1} is outside 0..{nz_all} of {source.source}")
+    if h != w:
+        raise PadisError(f"slices of {source.source} are {h}x{w}; square slices are needed")
+    size, zoom = args.size, h / args.size
+    shape = (z1 - z0, size, size)
     if args.task == "ct3d-parallel":
         span = math.radians(args.span_deg) if args.span_deg else math.pi
         op = ParallelBeam2D(size, views=args.views, span=span)
-        y = op(torch.from_numpy(truth)[:, None])[:, 0]
-        baseline = op.fbp(y[:, None], "hann")[:, 0].clamp(0, 1).numpy()
+        forward = op
+
+        def baseline_fn(y: torch.Tensor) -> torch.Tensor:
+            return op.fbp(y[:, None], "hann")[:, 0].clamp(0, 1)
         baseline_name = "FBP-Hann"
     else:
         op = IdentitySlices((size, size))
-        y = torch.from_numpy(truth)
-        baseline, baseline_name = None, "noisy"
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return x
+
+        def baseline_fn(y: torch.Tensor) -> torch.Tensor:
+            return y.clamp(0, 1)
+        baseline_name = "noisy"
     noise = args.noise if args.noise is not None else (0.0 if args.task == "ct3d-parallel" else 0.05)
-    if noise:
-        y = y + noise * torch.randn(y.shape, generator=gen)
-    if baseline is None:
-        baseline = y.clamp(0, 1).numpy()
-    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2**20)
-    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), truth.shape,
+    band = args.band
+    rows = {"prepare": plan_rows(budget, prep_bytes_per_row((h, w), size, tuple(op.out_shape)), band, band),
+            "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
+            "write": plan_rows(budget, 16 * size * size, band, band)}
+    work = args.work_dir or args.out / "work"
+    with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
+        prep = prepare_volume(source, (z0, z1), (lo, hi), size, forward, tuple(op.out_shape), baseline_fn, noise,
+                              args.seed, work, band, rows["prepare"], source_identity(source),
+                              progress=bar.bar.update)
+    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), shape,
                               args.tile if args.tile == "auto" else int(args.tile), max_batch=args.max_batch)
     settings = VolumeSettings(sigma_max=args.sigma_max, sigma_min=args.sigma_min, steps=args.steps, rho=args.rho,
-                              cg_iters=args.cg_iters, eta=args.eta, seed=args.seed, band=args.band,
+                              cg_iters=args.cg_iters, eta=args.eta, seed=args.seed, band=band,
                               memory_budget=budget)
     scheduler = None
     if args.scheduler:
         from distributed import Client  # optional: pip install distributed
 
         scheduler = Client(args.scheduler)
-    work = args.work_dir or args.out / "work"
-    run = VolumeRun(prior, op, y.numpy(), work, settings, scheduler=scheduler)
-    result = zarr.create_array(store=zarr.storage.MemoryStore(), shape=truth.shape, chunks=(settings.band, size, size),
-                               dtype="f4")
+    run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=prep.key)
+    result = zarr.create_array(store=Path(work) / "reconstruction.zarr", shape=shape, chunks=(band, size, size),
+                               dtype="f4", overwrite=True)
     done = run.committed_step()
     t0 = time.perf_counter()
     with ProgressBar(settings.steps, f"dds {args.task}", disable=args.no_progress) as bar:
         bar.bar.update(done)
         run.run(result, callback=bar)
     seconds = time.perf_counter() - t0
-    recon = np.clip(result[:], 0, 1)  # the prior's range: the intensity window
-    metrics = {baseline_name: volume_metrics(baseline, truth), "dds": volume_metrics(recon, truth)}
-    image_path = write_volume_like(args.out / "reconstruction", recon * (hi - lo) + lo, vol, zoom_yx=zoom)
-    panels(args.out / "panels.png", [("truth", truth), (baseline_name, baseline), ("dds", recon)])
+    t1 = time.perf_counter()
+    # the reconstruction is read clipped to the prior's range (the intensity window)
+    metrics = {baseline_name: volume_metrics_banded(prep.baseline, prep.truth, rows["metrics"]),
+               "dds": volume_metrics_banded(result, prep.truth, rows["metrics"])}
+    t2 = time.perf_counter()
+    image_path = write_volume_bands(args.out / "reconstruction", source, shape,
+                                    lambda a, b: np.clip(result[a:b], 0, 1) * (hi - lo) + lo, rows["write"],
+                                    zoom_yx=zoom)
+    panels(args.out / "panels.png", [(name, centre_planes(arr, rows["write"])) for name, arr in
+                                     (("truth", prep.truth), (baseline_name, prep.baseline), ("dds", result))])
+    t3 = time.perf_counter()
     write_json(args.out / "report.json", {
-        "input": str(vol.source), "task": args.task, "shape": list(truth.shape), "window": [lo, hi],
-        "settings": asdict(settings), "tile": list(prior.grid.tile),
-        "resumed_from_step": done, "seconds": seconds, "metrics": metrics, "outputs": [image_path.name, "panels.png"]})
+        "input": str(source.source), "task": args.task, "shape": list(shape), "window": [lo, hi],
+        "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
+        "tile": list(prior.grid.tile), "resumed_from_step": done, "prepared_reused": prep.reused,
+        "seconds": seconds, "metrics": metrics,
+        "metrics_method": "every axial, coronal and sagittal plane, streamed over bands of axial slices "
+                          "(volume_metrics_banded: equal to volume_metrics up to float rounding)",
+        "timings_s": {"prepare": prep.seconds, "sample": seconds, "metrics": t2 - t1, "write_and_panels": t3 - t2,
+                      "total": time.perf_counter() - t_start},
+        "memory": {"budget_mb": args.memory_budget_mb, "band_rows": rows, "peak_rss_mb": peak_rss_mb()},
+        "versions": library_versions(), "outputs": [image_path.name, "panels.png"]})
     for name, m in metrics.items():
         print(f"{name:>10}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))
-    print(f"{seconds:.1f} s; wrote {args.out}/")
+    print(f"{seconds:.1f} s sampling; peak memory {peak_rss_mb():.0f} MiB; wrote {args.out}/")
     return 0

@@ -60,6 +60,15 @@ def _rng(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
 
 
+def _forget_task_names() -> None:
+    """Empty dask's memo of task-name prefixes (``dask.utils.key_split``, an LRU cache of
+    100 000 names): every level makes new task names, so left alone it would grow with the
+    number of bands times levels, i.e. with the volume, up to tens of MB."""
+    cache_clear = getattr(getattr(dask.utils, "key_split", None), "cache_clear", None)
+    if cache_clear is not None:
+        cache_clear()
+
+
 class VolumeRun:
     """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
 
@@ -177,6 +186,7 @@ class VolumeRun:
                             scheduler=self.scheduler)
             self._run(self._step_band, step, src, dst)
             self._commit(step + 1)
+            _forget_task_names()
             if callback is not None:
                 callback({"i": step, "n": s.steps, "sigma": float(sigmas[step])})
         final = self.states[s.steps % 2]

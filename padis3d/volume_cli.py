@@ -90,9 +90,10 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d.reconstruct import ProgressBar
     from padis3d.sample_data import chest_ct_path
     from padis3d.volume import VolumeRun, VolumeSettings
-    from padis3d.volume_pipeline import (centre_planes, plan_rows, prep_bytes_per_row, prepare_volume,
-                                         source_identity)
+    from padis3d.volume_pipeline import (centre_planes, limit_heap_growth, plan_rows, prep_bytes_per_row,
+                                         prepare_volume, release_free_memory, source_identity)
 
+    limit_heap_growth()
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -151,7 +152,11 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with ProgressBar(settings.steps, f"dds {args.task}", disable=args.no_progress) as bar:
         bar.bar.update(done)
-        run.run(result, callback=bar)
+
+        def level_done(info: dict) -> None:
+            release_free_memory()
+            bar(info)
+        run.run(result, callback=level_done)
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     # the reconstruction is read clipped to the prior's range (the intensity window)

@@ -47,7 +47,7 @@ class NormalStream:
     draw exactly the numbers of one big call (checked in ``tests/volume/test_volume_stream.py``).
     Memory: one chunk (``chunk`` floats) plus the piece asked for."""
 
-    def __init__(self, generator: torch.Generator, total: int, chunk: int = 2 ** 20):
+    def __init__(self, generator: torch.Generator, total: int, chunk: int = 2 ** 16):
         self.g, self.total, self.chunk = generator, int(total), max(16, chunk // 16 * 16)
         self.generated = 0
         self.buffer = torch.empty(0)
@@ -66,6 +66,33 @@ class NormalStream:
             self._more()
         out, self.buffer = self.buffer[:n], self.buffer[n:].clone()
         return out
+
+
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def limit_heap_growth(arenas: int = 2) -> None:
+    """Cap glibc's heap arenas (default: 8 per core, one per thread that allocates under
+    contention), each of which keeps the freed band buffers of the threads that used it, so
+    that resident memory does not creep up band after band. No-op where glibc is absent."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-8, int(arenas))  # M_ARENA_MAX
+
+
+def release_free_memory() -> None:
+    """Give freed heap pages back to the system (glibc ``malloc_trim``); no-op elsewhere."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def plan_rows(budget: int | None, bytes_per_row: int, default: int, multiple: int = 1) -> int:

@@ -117,8 +117,12 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         raise PadisError(f"--slices {z0} {z1} is outside 0..{nz_all} of {source.source}")
     if h != w:
         raise PadisError(f"slices of {source.source} are {h}x{w}; square slices are needed")
+    if args.size < 1 or args.band < 1:
+        raise PadisError(f"--size and --band must be >= 1, got {args.size} and {args.band}")
     size, zoom = args.size, h / args.size
     shape = (z1 - z0, size, size)
+    if min(shape) < 7:  # the metrics' 7-voxel SSIM window; fail before the run, not after it
+        raise PadisError(f"the volume to reconstruct is {shape} (slices, size, size); at least 7 per axis is needed")
     if args.task == "ct3d-parallel":
         span = math.radians(args.span_deg) if args.span_deg else math.pi
         op = ParallelBeam2D(size, views=args.views, span=span)

@@ -124,10 +124,10 @@ def patch_prior_from(prior: "Prior", image_shape: Sequence[int] | None = None, t
 
 
 def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | str = "auto", **limits) -> PatchPrior:
-    """A volume prior ``(Z, Y, X)`` from a 2D checkpoint: a slab prior (``mode == 'slab'``,
-    ``k`` slices as channels) tiles ``k x P x P``; a 2D patch prior works slice by slice
-    (``1 x P x P``). Either way the slab axis is folded into the network's channels and the
-    random shift applies along z as in-plane."""
+    """A volume prior ``(Z, Y, X)`` from a checkpoint: a 3D prior tiles ``P x P x P`` cubes; a
+    slab prior (``mode == 'slab'``, ``k`` slices as channels) tiles ``k x P x P``; a 2D patch
+    prior works slice by slice (``1 x P x P``). For 2D networks the slab axis is folded into
+    the channels; the random shift applies along z as in-plane."""
     slab = prior.meta.get("mode") == "slab"
     k = prior.config.channels if slab else 1
     if tile == "auto":
@@ -135,6 +135,8 @@ def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | s
         if not sizes:
             raise PadisError(f"{prior.path} is a whole-image prior; a volume needs a patch or slab prior")
         tile = max(sizes)
+    if prior.config.spatial_dims == 3:
+        return PatchPrior(prior, volume_shape, int(tile), **limits)
     if slab:
         denoiser = prior
     else:  # the 2D network takes (y, x) positions; the folded tiles carry (z, y, x)

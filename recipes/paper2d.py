@@ -66,8 +66,9 @@ class Config:
 
 CONFIGS = {
     "cpu": Config(),
-    # The paper: 256², P = 56, ~59M parameters; 100 levels x 10 Langevin steps from σ = 10.
-    "gpu": Config(size=256, patch="checkpoints/chest256_paper_patch.pt", whole="checkpoints/chest256_paper_whole.pt",
+    # The paper: 256², P = 56, ~59M parameters (trained here with --train-hours on CUDA);
+    # 100 levels x 10 Langevin steps from σ = 10.
+    "gpu": Config(size=256, patch="runs/paper-gpu_patch/prior.pt", whole="runs/paper-gpu_whole/prior.pt",
                   train_preset="paper-gpu", dps={"steps": 100, "inner": 10, "sigma_max": 10.0},
                   dds={"steps": 200, "sigma_max": 10.0, "rho": 1.0}),
 }
@@ -110,20 +111,26 @@ STUDIES: dict[str, tuple[tuple[str, ...], list[Row]]] = {
 
 
 def train_args(name: str, cfg: Config, smoke: bool) -> list[str]:
-    """``padis3d train`` options for an ablation checkpoint ``nopos``, ``patchN`` or ``wholeN``."""
+    """``padis3d train`` options for prior ``patch``, ``whole``, ``nopos``, ``patchN`` or ``wholeN``
+    (N training slices)."""
     base = ["--preset", cfg.train_preset, "--threads", "1", "--seed", "0", "--checkpoint-minutes", "10"]
+    if cfg.train_preset == "paper-gpu":
+        base += ["--device", "cuda"]
     if smoke:
         base += ["--size", "32", "--features", "8", "16", "--patch-sizes", "8", "16", "--steps", "2", "--no-progress"]
     if name == "nopos":
         return base + ["--mode", "patch", "--no-positions"]
-    kind, n = name[:5], int(name[5:])
-    return base + ["--mode", kind, "--subset", str(n)] + (["--batch", "2"] if kind == "whole" else [])
+    kind, n = name[:5], name[5:]
+    return base + ["--mode", kind] + (["--subset", n] if n else []) + (["--batch", "2"] if kind == "whole" else [])
 
 
 def checkpoint(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
-    """The checkpoint file of prior ``name``, training it (resumably) if ``--train-hours`` allows."""
+    """The checkpoint file of prior ``name``: the configuration's shipped file for ``patch`` /
+    ``whole`` when it exists, else a run under ``--runs``, trained (resumably) if ``--train-hours`` allows."""
     if name in ("patch", "whole"):
-        return ROOT / getattr(cfg, name) if not args.smoke else ROOT / getattr(CONFIGS["cpu"], name)
+        shipped = ROOT / getattr(CONFIGS["cpu"] if args.smoke else cfg, name)
+        if shipped.exists():
+            return shipped
     tag = "smoke" if args.smoke else cfg.train_preset
     out = args.runs / f"{tag}_{name}"
     prior = out / "prior.pt"

@@ -59,7 +59,7 @@ class Config:
     whole: str = "checkpoints/chest128_whole.pt"
     train_preset: str = "cpu"
     dps: dict = field(default_factory=lambda: {"steps": 40, "inner": 5, "sigma_max": 3.0})  # 200 NFE
-    dds: dict = field(default_factory=lambda: {"steps": 100, "sigma_max": 10.0, "rho": 1.0})  # 100 NFE
+    dds: dict = field(default_factory=lambda: {"steps": 100, "sigma_max": 10.0})  # 100 NFE; ρ per task
     tv_iters: int | None = None  # None: the task's default (500; 1000 for 90°)
     pnp_iters: int = 30
 
@@ -70,13 +70,16 @@ CONFIGS = {
     # 100 levels x 10 Langevin steps from σ = 10.
     "gpu": Config(size=256, patch="runs/paper-gpu_patch/prior.pt", whole="runs/paper-gpu_whole/prior.pt",
                   train_preset="paper-gpu", dps={"steps": 100, "inner": 10, "sigma_max": 10.0},
-                  dds={"steps": 200, "sigma_max": 10.0, "rho": 1.0}),
+                  dds={"steps": 200, "sigma_max": 10.0}),
 }
 SMOKE = replace(CONFIGS["cpu"], dps={"steps": 2, "inner": 1, "sigma_max": 3.0},
-                dds={"steps": 2, "sigma_max": 3.0, "rho": 1.0}, tv_iters=5, pnp_iters=2)
+                dds={"steps": 2, "sigma_max": 3.0}, tv_iters=5, pnp_iters=2)
 # ζ ||A|| per task (the data gradient scales with ||A||), tuned on training slices 90 (and 80, 99):
 # CT 5 (ζ = 0.1 at ||A|| ≈ 50); deblur and SR 2.5 (results/tune_zeta_deblur_sr.md).
 ZETA_NORM = {"ct20": 5.0, "ct8": 5.0, "deblur": 2.5, "sr4": 2.5}
+# DDS data weight ρ per task, tuned on training slice 90 (recipes/tune_samplers.py; log in results/tune_samplers.md):
+# CT {0.1, 1, 10, 100} -> 1; deblur {0.01, 0.1, 1} -> 0.1; SR {0.01, 0.1, 1} -> 0.01.
+DDS_RHO = {"ct20": 1.0, "ct8": 1.0, "deblur": 0.1, "sr4": 0.01}
 PNP_SIGMA = 0.05  # the prior's denoiser noise level inside PnP-ADMM
 
 
@@ -165,6 +168,7 @@ def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, prio
         return pnp_admm(task.op, y, pnp_denoiser(prior, PNP_SIGMA, args.seed), iters=cfg.pnp_iters,
                         x0=task.baseline(y)).clamp(0, 1)
     budget = cfg.dds if row.sampler in ("dds", "ddnm", "pc") else cfg.dps
+    budget = budget | ({"rho": DDS_RHO[task.name]} if row.sampler == "dds" else {})
     settings = SamplerSettings(sampler=row.sampler, zeta=ZETA_NORM[task.name] / task.op.norm(), seed=args.seed,
                                **{k: v for k, v in budget.items() if k in SamplerSettings.__dataclass_fields__})
     return reconstruct(prior, task.op, y, settings).clamp(0, 1)

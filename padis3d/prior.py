@@ -31,18 +31,19 @@ class PatchPrior:
 
     image_shape: spatial shape ``N`` of the image (2D or 3D). tile: patch size (int or per
     axis; ``None`` = whole image). fold_axes: tile axes handed to a 2D network as channels
-    (slabs). max_batch / memory_budget: tiles in flight; device: where the denoiser runs
+    (slabs). min_shifts: admissible grid shifts per axis at least (a slab axis of ``k``
+    slices needs ``k``, see :class:`tiling.TileGrid`). max_batch / memory_budget: tiles in flight; device: where the denoiser runs
     (the state stays on its own device). streamed_vjp: compute DPS gradients batch by batch
     (bounded memory, one extra forward pass) instead of one autograd graph over all tiles;
     default: streamed when a batch or memory limit is set.
     """
 
     def __init__(self, denoiser: Denoiser, image_shape: Sequence[int], tile: int | Sequence[int | None] | None,
-                 *, fold_axes: Sequence[int] = (), max_batch: int | None = None,
+                 *, fold_axes: Sequence[int] = (), min_shifts: int | Sequence[int] = 1, max_batch: int | None = None,
                  memory_budget: int | None = None, device: torch.device | str | None = None,
                  streamed_vjp: bool | None = None):
         self.denoiser = denoiser
-        self.grid = TileGrid.whole(image_shape) if tile is None else TileGrid(image_shape, tile)
+        self.grid = TileGrid.whole(image_shape) if tile is None else TileGrid(image_shape, tile, min_shifts)
         multiple = getattr(getattr(denoiser, "config", None), "multiple", 1)
         folded = set(fold_axes)
         bad = [p for a, p in enumerate(self.grid.tile) if a not in folded and p % multiple]
@@ -143,4 +144,6 @@ def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | s
         def denoiser(x: torch.Tensor, sigma: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
             return prior(x, sigma, None if positions is None else positions[:, 1:])
         denoiser.config = prior.config  # type: ignore[attr-defined]
-    return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), **limits)
+    # min_shifts: every slab boundary moves (the test block's 23 slices would otherwise allow one z shift)
+    return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), min_shifts=(k, 1, 1),
+                      **limits)

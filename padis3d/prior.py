@@ -79,6 +79,11 @@ class PatchPrior:
     def _shift(self, shift: Sequence[int] | None, generator: torch.Generator | None) -> tuple[int, ...]:
         return self.grid.check_shift(shift) if shift is not None else self.grid.random_shift(generator)
 
+    def image_denoiser(self, sigma: float, generator: torch.Generator | None = None
+                       ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """An image-to-image denoiser at fixed ``σ`` (a new random shift per call), e.g. for PnP-ADMM."""
+        return lambda image: self.crop(self.denoise(self.embed(image), sigma, generator=generator))
+
     def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """``D(x; σ)`` on the canvas for one (given or random) shift, without gradients."""

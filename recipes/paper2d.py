@@ -152,11 +152,6 @@ def checkpoint(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
     return prior
 
 
-def pnp_denoiser(prior, sigma: float, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    return lambda x: prior.crop(prior.denoise(prior.embed(x), sigma, generator=g))
-
-
 def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, priors: dict, args) -> torch.Tensor:
     tv_iters = cfg.tv_iters or task.tv_iters
     if row.method == "baseline":
@@ -165,7 +160,8 @@ def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, prio
         return admm_tv(task.op, y, tv_weight(task.name, x.shape[-1]), max_iter=tv_iters, step_ratio=task.tv_step_ratio)
     prior = priors[(row.prior, row.tile)]
     if row.method == "pnp":
-        return pnp_admm(task.op, y, pnp_denoiser(prior, PNP_SIGMA, args.seed), iters=cfg.pnp_iters,
+        return pnp_admm(task.op, y, prior.image_denoiser(PNP_SIGMA, torch.Generator().manual_seed(args.seed)),
+                        iters=cfg.pnp_iters,
                         x0=task.baseline(y)).clamp(0, 1)
     budget = cfg.dds if row.sampler in ("dds", "ddnm", "pc") else cfg.dps
     budget = budget | ({"rho": DDS_RHO[task.name]} if row.sampler == "dds" else {})

@@ -30,7 +30,7 @@ def demo(tmp_path_factory):
 def test_demo_reports_fbp_numbers_that_recompute_independently(demo):
     out, report = demo
     assert set(report["per_slice"]) == {"118"}
-    assert list(report["mean"]) == ["FBP-Hann", "ADMM-TV", "PaDIS+DDS"]
+    assert list(report["mean"]) == ["FBP-Hann", "ADMM-TV", "PnP-ADMM", "PaDIS+DDS"]
     x = torch.from_numpy(chest_ct_slices([118], 128))[:, None]
     task = make_task("ct20", 128)
     fbp = task.baseline(task.measure(x, seed=0))[0, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -47,6 +48,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise PadisError(f"no space left on the device while writing {path} ({exc.strerror or exc}); {kept}: "
                              f"free disk space and rerun") from exc
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings that :func:`atomic_path` leaves for ``path`` when its
+    process is killed (SIGKILL) mid-write; returns what was removed. Call it only while no
+    other process writes ``path``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*") if p.is_file()]
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -81,6 +81,19 @@ class PatchPrior:
         self.streamed_vjp = (max_batch is not None or memory_budget is not None) if streamed_vjp is None \
             else streamed_vjp
         self._network_bytes: int | None = None
+        if memory_budget is not None:
+            self.check_budget()
+
+    def check_budget(self) -> None:
+        """Fail now, with the minimum, if the memory budget cannot hold one tile in flight for the
+        most demanding pass (the streamed VJP when it is used): the tile, its positions, output
+        (and gradients) and the network's activations."""
+        from tiling import plan_batch, tile_bytes
+
+        config = getattr(self.denoiser, "config", None)
+        channels = 1 if self.fold_axes or config is None else config.channels
+        per_tile = tile_bytes(self.grid, channels, torch.float32, gradients=self.streamed_vjp) + self.network_bytes()
+        plan_batch(1, per_tile, memory_budget=self.limits["memory_budget"])
 
     def network_bytes(self) -> int:
         """Bytes the denoiser holds per tile while it runs (measured once; 0 for a denoiser

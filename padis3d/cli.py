@@ -1,11 +1,15 @@
 """The ``padis3d`` command. Each subcommand is a small function; errors that come from
-bad input (PadisError, TilingError, missing files) print one line and exit 2."""
+bad input (PadisError, TilingError, missing files, a full disk) print one line and exit 2,
+and an output folder that the failed run created is removed again if nothing was written
+into it (a resumable volume run's committed work state is kept)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from padis3d.errors import PadisError
 
@@ -88,18 +92,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prune_empty_dirs(path: Path) -> None:
+    """Remove ``path`` and the folders below it that hold no file, deepest first; files and
+    the folders that contain them are never touched."""
+    if not path.is_dir():
+        return
+    subdirs = sorted((p for p in path.rglob("*") if p.is_dir() and not p.is_symlink()),
+                     key=lambda p: len(p.parts), reverse=True)
+    for folder in [*subdirs, path]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # fails (and is skipped) unless empty
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from padis3d.atomic import is_disk_full
     from tiling.errors import TilingError
 
     args = build_parser().parse_args(argv)
+    out = getattr(args, "out", None)
+    fresh_out = isinstance(out, (str, Path)) and not Path(out).exists()
     try:
         return args.run(args)
     except (PadisError, TilingError, FileNotFoundError) as exc:
         print(f"padis3d {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print(f"padis3d {args.command}: error: no space left on the device ({exc}); free disk space and rerun",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"padis3d {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if fresh_out:
+            prune_empty_dirs(Path(out))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,32 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.T
 """``denoiser(tiles (n, C, *P), sigma (n,), positions (n, ndim, *P)) -> (n, C, *P)``."""
 
 
+def network_bytes_per_tile(denoiser: Denoiser, tile: Sequence[int], channels: int, position_channels: int,
+                           dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> int:
+    """Bytes ``denoiser`` keeps per tile for a backward pass: the tensors autograd saves (its
+    activations), measured on batches of one and two tiles (the difference excludes the weights).
+
+    It also bounds the activations of a forward pass without gradients, so the tiling engine
+    counts it per tile in flight under a memory budget (``fn_bytes_per_tile``)."""
+    def saved_bytes(n: int) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        x = torch.zeros((n, channels, *tile), dtype=dtype, device=device, requires_grad=True)
+        pos = torch.zeros((n, position_channels, *tile), dtype=dtype, device=device)
+        sigma = torch.ones(n, dtype=dtype, device=device)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = denoiser(x, sigma, pos)
+        del out
+        return sum(seen.values())
+
+    return max(0, saved_bytes(2) - saved_bytes(1))
+
+
 class PatchPrior:
     """Whole-image denoiser/score from a patch denoiser over a fixed image shape.
 
@@ -55,6 +81,40 @@ class PatchPrior:
                        "fold_axes": self.fold_axes}
         self.streamed_vjp = (max_batch is not None or memory_budget is not None) if streamed_vjp is None \
             else streamed_vjp
+        self._network_bytes: int | None = None
+        if memory_budget is not None:
+            self.check_budget()
+
+    def check_budget(self) -> None:
+        """Fail now, with the minimum, if the memory budget cannot hold one tile in flight for the
+        most demanding pass (the streamed VJP when it is used): the tile, its positions, output
+        (and gradients) and the network's activations."""
+        from tiling import plan_batch, tile_bytes
+
+        config = getattr(self.denoiser, "config", None)
+        channels = 1 if self.fold_axes or config is None else config.channels
+        per_tile = tile_bytes(self.grid, channels, torch.float32, gradients=self.streamed_vjp) + self.network_bytes()
+        plan_batch(1, per_tile, memory_budget=self.limits["memory_budget"])
+
+    def network_bytes(self) -> int:
+        """Bytes the denoiser holds per tile while it runs (measured once; 0 for a denoiser
+        without a ``config``). Counted against memory budgets on top of the tiles themselves."""
+        if self._network_bytes is None:
+            config = getattr(self.denoiser, "config", None)
+            if config is None:
+                self._network_bytes = 0
+            else:
+                tile = [p for a, p in enumerate(self.grid.tile) if a not in self.fold_axes]
+                self._network_bytes = network_bytes_per_tile(self.denoiser, tile, config.channels, self.grid.ndim,
+                                                             device=self.limits["device"])
+        return self._network_bytes
+
+    def _engine_limits(self) -> dict:
+        """Keyword arguments for the tiling engine: the limits, plus the network's bytes per tile
+        when a memory budget is set."""
+        if self.limits["memory_budget"] is None:
+            return self.limits
+        return {**self.limits, "fn_bytes_per_tile": self.network_bytes()}
 
     @property
     def state_shape(self) -> tuple[int, ...]:
@@ -88,7 +148,7 @@ class PatchPrior:
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """``D(x; σ)`` on the canvas for one (given or random) shift, without gradients."""
         with torch.no_grad():
-            return map_tiles(self.tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self.limits)
+            return map_tiles(self.tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self._engine_limits())
 
     def score(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
@@ -104,10 +164,10 @@ class PatchPrior:
         fn = self.tile_fn(sigma)
         if self.streamed_vjp:
             d = self.denoise(x, sigma, shift=shift)
-            return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self.limits)
+            return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self._engine_limits())
         xg = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            d = map_tiles(fn, xg, self.grid, shift, **self.limits)
+            d = map_tiles(fn, xg, self.grid, shift, **self._engine_limits())
             (grad,) = torch.autograd.grad(d, xg, cotangent(d.detach()))
         return d.detach(), grad
 

@@ -17,6 +17,7 @@ import zarr
 
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
+from padis3d.reconstruct_cli import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
 
 VOLUME_TASKS = ("ct3d-parallel", "denoise")
 
@@ -40,9 +41,12 @@ def _load(args: argparse.Namespace):
     from padis3d.sample_data import chest_ct_path
 
     vol = read_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
-    lo, hi = args.window if args.window else (-1000.0, 1000.0) if vol.kind in ("nifti", "dicom") or \
-        args.input == "chest-ct" else (float(vol.data.min()), float(vol.data.max()))
-    if hi <= lo:
+    hu = vol.kind == "nifti" or vol.units == "HU" or args.input == "chest-ct"
+    lo, hi = args.window if args.window else (-1000.0, 1000.0) if hu else \
+        (float(vol.data.min()), float(vol.data.max()))
+    if args.window and not hi > lo:
+        raise PadisError(f"--window {lo} {hi} must have LO < HI, e.g. --window -1000 1000")
+    if not hi > lo:
         raise PadisError(f"{vol.source} is constant ({lo}); nothing to reconstruct")
     data = vol.data
     if args.slices:
@@ -53,6 +57,10 @@ def _load(args: argparse.Namespace):
     image = np.clip((data - lo) / (hi - lo), 0, 1).astype(np.float32)
     if data.shape[1] != data.shape[2]:
         raise PadisError(f"slices of {vol.source} are {data.shape[1]}x{data.shape[2]}; square slices are needed")
+    if data.shape[0] < MIN_SIDE or args.size < MIN_SIDE:
+        raise PadisError(f"the volume to reconstruct is {data.shape[0]} slices of {args.size}x{args.size}: every "
+                         f"axis needs >= {MIN_SIDE} voxels (the SSIM window of the report); widen --slices or "
+                         f"--size")
     zoom = data.shape[1] / args.size
     if args.size != data.shape[1]:
         image = resize(image, (image.shape[0], args.size, args.size), anti_aliasing=True, preserve_range=True,
@@ -80,21 +88,28 @@ def panels(path: Path, volumes: list[tuple[str, np.ndarray]]) -> None:
 
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d import load_prior
+    from padis3d.checkpoint import library_versions
     from padis3d.device import resolve_device
     from padis3d.io.volume_file import write_volume_like
     from padis3d.metrics import volume_metrics
-    from padis3d.operators import ParallelBeam2D
+    from padis3d.operators import ParallelBeam2D, gaussian_noise
     from padis3d.prior import volume_prior_from
     from padis3d.reconstruct import ProgressBar
     from padis3d.volume import VolumeRun, VolumeSettings
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_run_options(args)
+    tile = parse_tile(args.tile)
+    if tile is None:
+        raise PadisError("--tile whole is for 2D tasks; a volume needs a patch or slab prior: use an int or 'auto'")
+    budget = memory_budget_bytes(args)
+    settings = VolumeSettings(sigma_max=args.sigma_max, sigma_min=args.sigma_min, steps=args.steps, rho=args.rho,
+                              cg_iters=args.cg_iters, eta=args.eta, seed=args.seed, band=args.band,
+                              memory_budget=budget)
     vol, truth, (lo, hi), zoom = _load(args)
     size = truth.shape[1]
     gen = torch.Generator().manual_seed(args.seed + 1)
     if args.task == "ct3d-parallel":
-        span = math.radians(args.span_deg) if args.span_deg else math.pi
+        span = math.radians(args.span_deg) if args.span_deg is not None else math.pi
         op = ParallelBeam2D(size, views=args.views, span=span)
         y = op(torch.from_numpy(truth)[:, None])[:, 0]
         baseline = op.fbp(y[:, None], "hann")[:, 0].clamp(0, 1).numpy()
@@ -105,15 +120,11 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         baseline, baseline_name = None, "noisy"
     noise = args.noise if args.noise is not None else (0.0 if args.task == "ct3d-parallel" else 0.05)
     if noise:
-        y = y + noise * torch.randn(y.shape, generator=gen)
+        y = gaussian_noise(y, noise, gen)
     if baseline is None:
         baseline = y.clamp(0, 1).numpy()
-    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2**20)
-    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), truth.shape,
-                              args.tile if args.tile == "auto" else int(args.tile), max_batch=args.max_batch)
-    settings = VolumeSettings(sigma_max=args.sigma_max, sigma_min=args.sigma_min, steps=args.steps, rho=args.rho,
-                              cg_iters=args.cg_iters, eta=args.eta, seed=args.seed, band=args.band,
-                              memory_budget=budget)
+    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), truth.shape, tile,
+                              max_batch=args.max_batch)
     scheduler = None
     if args.scheduler:
         from distributed import Client  # optional: pip install distributed
@@ -135,8 +146,9 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     panels(args.out / "panels.png", [("truth", truth), (baseline_name, baseline), ("dds", recon)])
     write_json(args.out / "report.json", {
         "input": str(vol.source), "task": args.task, "shape": list(truth.shape), "window": [lo, hi],
-        "settings": asdict(settings), "tile": list(prior.grid.tile),
-        "resumed_from_step": done, "seconds": seconds, "metrics": metrics, "outputs": [image_path.name, "panels.png"]})
+        "seed": args.seed, "settings": asdict(settings), "tile": list(prior.grid.tile),
+        "resumed_from_step": done, "seconds": seconds, "metrics": metrics, "outputs": [image_path.name, "panels.png"],
+        "versions": library_versions()})
     for name, m in metrics.items():
         print(f"{name:>10}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))
     print(f"{seconds:.1f} s; wrote {args.out}/")

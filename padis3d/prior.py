@@ -26,23 +26,50 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.T
 """``denoiser(tiles (n, C, *P), sigma (n,), positions (n, ndim, *P)) -> (n, C, *P)``."""
 
 
+def network_bytes_per_tile(denoiser: Denoiser, tile: Sequence[int], channels: int, position_channels: int,
+                           dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> int:
+    """Bytes ``denoiser`` keeps per tile for a backward pass: the tensors autograd saves (its
+    activations), measured on batches of one and two tiles (the difference excludes the weights).
+
+    It also bounds the activations of a forward pass without gradients, so the tiling engine
+    counts it per tile in flight under a memory budget (``fn_bytes_per_tile``)."""
+    def saved_bytes(n: int) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        x = torch.zeros((n, channels, *tile), dtype=dtype, device=device, requires_grad=True)
+        pos = torch.zeros((n, position_channels, *tile), dtype=dtype, device=device)
+        sigma = torch.ones(n, dtype=dtype, device=device)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = denoiser(x, sigma, pos)
+        del out
+        return sum(seen.values())
+
+    return max(0, saved_bytes(2) - saved_bytes(1))
+
+
 class PatchPrior:
     """Whole-image denoiser/score from a patch denoiser over a fixed image shape.
 
     image_shape: spatial shape ``N`` of the image (2D or 3D). tile: patch size (int or per
     axis; ``None`` = whole image). fold_axes: tile axes handed to a 2D network as channels
-    (slabs). max_batch / memory_budget: tiles in flight; device: where the denoiser runs
+    (slabs). min_shifts: admissible grid shifts per axis at least (a slab axis of ``k``
+    slices needs ``k``, see :class:`tiling.TileGrid`). max_batch / memory_budget: tiles in flight; device: where the denoiser runs
     (the state stays on its own device). streamed_vjp: compute DPS gradients batch by batch
     (bounded memory, one extra forward pass) instead of one autograd graph over all tiles;
     default: streamed when a batch or memory limit is set.
     """
 
     def __init__(self, denoiser: Denoiser, image_shape: Sequence[int], tile: int | Sequence[int | None] | None,
-                 *, fold_axes: Sequence[int] = (), max_batch: int | None = None,
+                 *, fold_axes: Sequence[int] = (), min_shifts: int | Sequence[int] = 1, max_batch: int | None = None,
                  memory_budget: int | None = None, device: torch.device | str | None = None,
                  streamed_vjp: bool | None = None):
         self.denoiser = denoiser
-        self.grid = TileGrid.whole(image_shape) if tile is None else TileGrid(image_shape, tile)
+        self.grid = TileGrid.whole(image_shape) if tile is None else TileGrid(image_shape, tile, min_shifts)
         multiple = getattr(getattr(denoiser, "config", None), "multiple", 1)
         folded = set(fold_axes)
         bad = [p for a, p in enumerate(self.grid.tile) if a not in folded and p % multiple]
@@ -54,6 +81,40 @@ class PatchPrior:
                        "fold_axes": self.fold_axes}
         self.streamed_vjp = (max_batch is not None or memory_budget is not None) if streamed_vjp is None \
             else streamed_vjp
+        self._network_bytes: int | None = None
+        if memory_budget is not None:
+            self.check_budget()
+
+    def check_budget(self) -> None:
+        """Fail now, with the minimum, if the memory budget cannot hold one tile in flight for the
+        most demanding pass (the streamed VJP when it is used): the tile, its positions, output
+        (and gradients) and the network's activations."""
+        from tiling import plan_batch, tile_bytes
+
+        config = getattr(self.denoiser, "config", None)
+        channels = 1 if self.fold_axes or config is None else config.channels
+        per_tile = tile_bytes(self.grid, channels, torch.float32, gradients=self.streamed_vjp) + self.network_bytes()
+        plan_batch(1, per_tile, memory_budget=self.limits["memory_budget"])
+
+    def network_bytes(self) -> int:
+        """Bytes the denoiser holds per tile while it runs (measured once; 0 for a denoiser
+        without a ``config``). Counted against memory budgets on top of the tiles themselves."""
+        if self._network_bytes is None:
+            config = getattr(self.denoiser, "config", None)
+            if config is None:
+                self._network_bytes = 0
+            else:
+                tile = [p for a, p in enumerate(self.grid.tile) if a not in self.fold_axes]
+                self._network_bytes = network_bytes_per_tile(self.denoiser, tile, config.channels, self.grid.ndim,
+                                                             device=self.limits["device"])
+        return self._network_bytes
+
+    def _engine_limits(self) -> dict:
+        """Keyword arguments for the tiling engine: the limits, plus the network's bytes per tile
+        when a memory budget is set."""
+        if self.limits["memory_budget"] is None:
+            return self.limits
+        return {**self.limits, "fn_bytes_per_tile": self.network_bytes()}
 
     @property
     def state_shape(self) -> tuple[int, ...]:
@@ -78,11 +139,16 @@ class PatchPrior:
     def _shift(self, shift: Sequence[int] | None, generator: torch.Generator | None) -> tuple[int, ...]:
         return self.grid.check_shift(shift) if shift is not None else self.grid.random_shift(generator)
 
+    def image_denoiser(self, sigma: float, generator: torch.Generator | None = None
+                       ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """An image-to-image denoiser at fixed ``σ`` (a new random shift per call), e.g. for PnP-ADMM."""
+        return lambda image: self.crop(self.denoise(self.embed(image), sigma, generator=generator))
+
     def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """``D(x; σ)`` on the canvas for one (given or random) shift, without gradients."""
         with torch.no_grad():
-            return map_tiles(self.tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self.limits)
+            return map_tiles(self.tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self._engine_limits())
 
     def score(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
@@ -98,10 +164,10 @@ class PatchPrior:
         fn = self.tile_fn(sigma)
         if self.streamed_vjp:
             d = self.denoise(x, sigma, shift=shift)
-            return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self.limits)
+            return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self._engine_limits())
         xg = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            d = map_tiles(fn, xg, self.grid, shift, **self.limits)
+            d = map_tiles(fn, xg, self.grid, shift, **self._engine_limits())
             (grad,) = torch.autograd.grad(d, xg, cotangent(d.detach()))
         return d.detach(), grad
 
@@ -124,10 +190,10 @@ def patch_prior_from(prior: "Prior", image_shape: Sequence[int] | None = None, t
 
 
 def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | str = "auto", **limits) -> PatchPrior:
-    """A volume prior ``(Z, Y, X)`` from a 2D checkpoint: a slab prior (``mode == 'slab'``,
-    ``k`` slices as channels) tiles ``k x P x P``; a 2D patch prior works slice by slice
-    (``1 x P x P``). Either way the slab axis is folded into the network's channels and the
-    random shift applies along z as in-plane."""
+    """A volume prior ``(Z, Y, X)`` from a checkpoint: a 3D prior tiles ``P x P x P`` cubes; a
+    slab prior (``mode == 'slab'``, ``k`` slices as channels) tiles ``k x P x P``; a 2D patch
+    prior works slice by slice (``1 x P x P``). For 2D networks the slab axis is folded into
+    the channels; the random shift applies along z as in-plane."""
     slab = prior.meta.get("mode") == "slab"
     k = prior.config.channels if slab else 1
     if tile == "auto":
@@ -135,10 +201,14 @@ def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | s
         if not sizes:
             raise PadisError(f"{prior.path} is a whole-image prior; a volume needs a patch or slab prior")
         tile = max(sizes)
+    if prior.config.spatial_dims == 3:
+        return PatchPrior(prior, volume_shape, int(tile), **limits)
     if slab:
         denoiser = prior
     else:  # the 2D network takes (y, x) positions; the folded tiles carry (z, y, x)
         def denoiser(x: torch.Tensor, sigma: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
             return prior(x, sigma, None if positions is None else positions[:, 1:])
         denoiser.config = prior.config  # type: ignore[attr-defined]
-    return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), **limits)
+    # min_shifts: every slab boundary moves (the test block's 23 slices would otherwise allow one z shift)
+    return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), min_shifts=(k, 1, 1),
+                      **limits)

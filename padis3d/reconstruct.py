@@ -4,6 +4,7 @@ residual, ETA). Used by ``padis3d reconstruct``, the recipes and the demo."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,14 +42,17 @@ class SamplerSettings:
             raise PadisError(f"unknown sampler {self.sampler!r}; choose one of {sorted(POSTERIOR_SAMPLERS)}")
         if self.steps < 1 or self.inner < 1:
             raise PadisError(f"steps and inner must be >= 1, got steps={self.steps}, inner={self.inner}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise PadisError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if not 0 < self.sigma_min < self.sigma_max < math.inf:
+            raise PadisError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min}, {self.sigma_max}")
         if self.schedule not in ("geometric", "karras"):
             raise PadisError(f"schedule must be 'geometric' or 'karras', got {self.schedule!r}")
         if self.init not in ("noise", "baseline"):
             raise PadisError(f"init must be 'noise' or 'baseline', got {self.init!r}")
-        if self.zeta < 0 or self.epsilon <= 0:
-            raise PadisError(f"zeta must be >= 0 and epsilon > 0, got {self.zeta}, {self.epsilon}")
+        if not (0 <= self.zeta < math.inf and 0 < self.epsilon < math.inf):
+            raise PadisError(f"zeta must be >= 0 and epsilon > 0 (both finite), got {self.zeta}, {self.epsilon}")
+        if not (0 < self.rho < math.inf and self.cg_iters >= 0 and 0 <= self.eta <= 1):
+            raise PadisError(f"need rho > 0, cg_iters >= 0 and 0 <= eta <= 1, got {self.rho}, {self.cg_iters}, "
+                             f"{self.eta}")
 
     def sigmas(self) -> torch.Tensor:
         make = geometric_sigmas if self.schedule == "geometric" else karras_sigmas

@@ -41,21 +41,63 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     a("--no-progress", action="store_true")
 
 
+MIN_SIDE = 7
+"""Smallest image side (and volume axis) a run accepts: the 7-pixel SSIM window of the report's metrics."""
+
+
+def parse_tile(text: str) -> int | str | None:
+    """``--tile``: ``'auto'``, ``'whole'`` (-> ``None``) or a positive int; PadisError otherwise."""
+    if text in ("auto", "whole"):
+        return None if text == "whole" else text
+    try:
+        tile = int(text)
+    except ValueError:
+        raise PadisError(f"--tile must be an integer, 'auto' or 'whole', got {text!r}") from None
+    if tile < 1:
+        raise PadisError(f"--tile must be >= 1, got {tile}")
+    return tile
+
+
+def memory_budget_bytes(args: argparse.Namespace) -> int | None:
+    """``--memory-budget-mb`` in bytes (``None`` if not given); PadisError unless finite and > 0."""
+    mb = args.memory_budget_mb
+    if mb is None:
+        return None
+    if not 0 < mb < math.inf:
+        raise PadisError(f"--memory-budget-mb must be a positive number of MiB, got {mb}")
+    return int(mb * 2**20)
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    """Checks of the options every sampling command shares, before any file is read or written:
+    positive step counts, threads and batch; a parsable tile and budget; a usable device."""
+    from padis3d.device import resolve_device
+
+    for name in ("steps", "inner"):
+        if getattr(args, name, 1) < 1:
+            raise PadisError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        raise PadisError(f"--threads must be >= 1, got {args.threads}")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise PadisError(f"--max-batch must be >= 1, got {args.max_batch}")
+    parse_tile(args.tile)
+    memory_budget_bytes(args)
+    resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
 def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
     from padis3d import load_prior
     from padis3d.device import resolve_device
     from padis3d.prior import patch_prior_from
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    for name in ("steps", "inner"):
-        if getattr(args, name, 1) < 1:
-            raise PadisError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    check_run_options(args)
     device = resolve_device(args.device)
     loaded = load_prior(args.checkpoint, device=device)
-    tile: Any = None if args.tile == "whole" else args.tile if args.tile == "auto" else int(args.tile)
-    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2**20)
-    return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=args.max_batch, memory_budget=budget)
+    tile: Any = parse_tile(args.tile)
+    return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=args.max_batch,
+                                    memory_budget=memory_budget_bytes(args))
 
 
 # -- reconstruct -----------------------------------------------------------------------
@@ -101,7 +143,7 @@ def _reference_image(args: argparse.Namespace) -> tuple[np.ndarray, str]:
         k = 120 if args.slice is None else args.slice
         return chest_ct_slices([k], args.size)[0], f"chest CT axial slice {k}"
     images, info = load_training_images(args.input, size=args.size, axis=args.axis,
-                                        window=tuple(args.window) if args.window else None)
+                                        window=tuple(args.window) if args.window else None, same_size=True)
     k = len(images) // 2 if args.slice is None else args.slice
     if not 0 <= k < len(images):
         raise PadisError(f"--slice {k} is outside 0..{len(images) - 1} of {args.input}")
@@ -117,12 +159,15 @@ def build_operator(args: argparse.Namespace, size: int):
     if args.task in ("ct", "ct-fan"):
         if args.views < 1:
             raise PadisError(f"--views must be >= 1, got {args.views}")
-        span = math.radians(args.span_deg) if args.span_deg else (math.pi if args.task == "ct" else 2 * math.pi)
+        span = math.radians(args.span_deg) if args.span_deg is not None else \
+            (math.pi if args.task == "ct" else 2 * math.pi)
         op = (ParallelBeam2D if args.task == "ct" else FanBeam2D)(size, views=args.views, span=span)
         return op, lambda y: op.pinv(y).clamp(0, 1), "FBP-Hann" if args.task == "ct" else "CG least squares"
     if args.task == "deblur":
         op = Blur((size, size), uniform_kernel(args.kernel))
         return op, lambda y: y.clamp(0, 1), "blurred"
+    if args.factor < 1:
+        raise PadisError(f"--factor must be >= 1, got {args.factor}")
     if size % args.factor:
         raise PadisError(f"--size {size} must be a multiple of --factor {args.factor}")
     op = (BlockAverage if args.sr_mode == "average" else NearestSample)((size, size), args.factor)
@@ -187,6 +232,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                                sigma_min=args.sigma_min, schedule=args.schedule, zeta=args.zeta,
                                epsilon=args.epsilon, eta=args.eta, rho=args.rho, cg_iters=args.cg_iters,
                                init=args.init, seed=args.seed)
+    check_run_options(args)
+    if args.size < MIN_SIDE:
+        raise PadisError(f"--size must be >= {MIN_SIDE} pixels (the SSIM window of the report), got {args.size}")
     truth, source = _reference_image(args)
     size = truth.shape[-1]
     op, baseline_fn, baseline_name = build_operator(args, size)
@@ -218,7 +266,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                                                                             args.sampler, result_np)],
                       None if args.measured is not None else truth)
     report = {"input": source, "task": args.task, "measured": str(args.measured) if args.measured else None,
-              "operator": repr(op), "settings": settings.to_dict(), "evaluations": settings.evaluations,
+              "operator": repr(op), "seed": args.seed, "settings": settings.to_dict(),
+              "evaluations": settings.evaluations,
               "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "seconds": seconds,
               "metrics" + (" (vs --input)" if args.measured is not None else ""): metrics,
               "versions": library_versions(), "outputs": [image_path.name, "comparison.png"]}
@@ -244,6 +293,8 @@ def run_sample(args: argparse.Namespace) -> int:
     shape = tuple(args.size * 2 if len(args.size) == 1 else args.size)
     if len(shape) != 2 or min(shape) < 1 or args.count < 1:
         raise PadisError(f"--size must be one or two positive ints and --count >= 1, got {args.size}, {args.count}")
+    if not 0 < args.sigma_min < args.sigma_max < math.inf:
+        raise PadisError(f"need 0 < --sigma-min < --sigma-max < inf, got {args.sigma_min}, {args.sigma_max}")
     _, prior = _prior(args, shape)
     make = geometric_sigmas if args.schedule == "geometric" else karras_sigmas
     sigmas = make(args.sigma_max, args.sigma_min, args.steps)

@@ -42,11 +42,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="HU window for CT data given with --data (default: min-max per image)")
     a("--size", type=int, default=None, help="image side after resizing (preset default)")
     a("--subset", type=int, default=None, help="train on this many chest CT training slices (12, 25, 50, 100)")
-    a("--mode", choices=["patch", "whole", "slab"], default="patch",
-      help="patch prior, whole-image prior (the image is the only patch, no positions), or slab prior")
+    a("--mode", choices=["patch", "whole", "slab", "cube"], default="patch",
+      help="patch prior, whole-image prior (the image is the only patch, no positions), slab prior, or a "
+           "3D prior on P^3 cubes of the training block (in-plane positions; add --slab-z-position for z)")
     a("--slab", type=int, default=3, help="slices per slab for --mode slab")
     a("--slab-z-position", action="store_true",
-      help="slab mode: also feed the slab's centre z (position channel 0); off by default because training and "
+      help="slab/cube mode: also feed the slab's centre z (cube: the voxel z) (position channel 0); off by default because training and "
            "test volumes are different z ranges, so z does not identify anatomy")
     a("--no-positions", action="store_true", help="ablation: the network gets no position channels")
     a("--patch-sizes", type=int, nargs="+", default=None)
@@ -78,6 +79,12 @@ def _images(args: argparse.Namespace, size: int):
             raise PadisError("--mode slab currently trains on the default chest CT only (--data chest-ct)")
         slabs, z, info = d.chest_ct_training_slabs(size, args.slab)
         return slabs, z, info
+    if args.mode == "cube":
+        if args.data != "chest-ct":
+            from padis3d.errors import PadisError
+            raise PadisError("--mode cube currently trains on the default chest CT only (--data chest-ct)")
+        volume, info = d.chest_ct_training_volume(size)
+        return volume, None, info
     if args.data == "chest-ct":
         images, info = d.chest_ct_training_images(size, args.subset)
         return images, None, info
@@ -129,7 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
     nd = images.ndim - 2
     # Position channels the sampler provides: [slab centre z,] then one per spatial axis.
     axes = () if (args.no_positions or args.mode == "whole") else tuple(range(nd + sampler.extra.shape[1]))
-    if args.mode == "slab" and not args.slab_z_position:
+    if args.mode in ("slab", "cube") and not args.slab_z_position:
         axes = axes[1:]
     config = network_config(preset["network"], args, spatial_dims=nd, channels=images.shape[1], position_axes=axes)
     bad = [p for p in sizes if (p or min(sampler.shape)) % config.multiple]

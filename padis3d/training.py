@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from padis3d.atomic import remove_stale_temps
 from padis3d.checkpoint import (FORMAT_PRIOR, FORMAT_STATE, FORMAT_VERSION, atomic_save, library_versions,
                                 load_weights, read_checkpoint, warn_weights_only)
 from padis3d.data import PatchSampler
@@ -154,6 +155,10 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
 
     rank, world = dist_info()
     out_dir, exports = Path(out_dir), [Path(p) for p in exports]
+    if rank == 0:  # temporary files of a run killed mid-checkpoint (the files themselves are whole)
+        for path in [out_dir / "state.pt", out_dir / "prior.pt", *exports]:
+            for sibling in (path, path.with_suffix(".loss.png"), path.with_suffix(".md")):
+                remove_stale_temps(sibling)
     if world > 1:
         sampler.batch_sizes = [math.ceil(b / world) * world for b in sampler.batch_sizes]
         net = torch.nn.parallel.DistributedDataParallel(state.model)

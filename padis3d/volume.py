@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import zarr
 
-from padis3d.atomic import write_json
+from padis3d.atomic import is_disk_full, write_json
 from padis3d.errors import PadisError
 from padis3d.prior import PatchPrior
 from padis3d.solvers.dds import data_consistency
-from tiling import map_tiles_store
+from tiling import map_tiles_store, plan_batch, tile_bytes
+from tiling.store import store_tile_budget
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,29 @@ class VolumeSettings:
     band: int = 16
     memory_budget: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise PadisError(f"steps must be >= 1, got {self.steps}")
+        if not (0 < self.sigma_min < self.sigma_max < math.inf):
+            raise PadisError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min}, {self.sigma_max}")
+        if not (self.rho > 0 and math.isfinite(self.rho)) or self.cg_iters < 0 or not 0 <= self.eta <= 1:
+            raise PadisError(f"need rho > 0, cg_iters >= 0 and 0 <= eta <= 1, got {self.rho}, {self.cg_iters}, "
+                             f"{self.eta}")
+        if self.band < 1:
+            raise PadisError(f"band (slices per chunk of work) must be >= 1, got {self.band}")
+
     def sigmas(self) -> np.ndarray:
         return np.geomspace(self.sigma_max, self.sigma_min, self.steps)
+
+
+def check_volume_budget(prior: PatchPrior, settings: VolumeSettings) -> None:
+    """PadisError/TilingError unless ``max_batch`` is valid and ``settings.memory_budget`` holds at
+    least one band of tiles with one tile in flight (the error gives the minimum); no file is touched."""
+    g = prior.grid
+    plan_batch(1, 1, max_batch=prior.limits["max_batch"])
+    if settings.memory_budget is not None:
+        store_tile_budget(g, 1, 1, 1, 4, tile_bytes(g, 1, torch.float32) + prior.network_bytes(),
+                          settings.memory_budget)
 
 
 SHIFTS, NOISE = 1, 2  # independent random streams
@@ -88,16 +110,26 @@ class VolumeRun:
             raise PadisError(f"the slice operator takes {slice_operator.in_shape} images, the volume has "
                              f"{g.shape[1:]} slices")
         self.prior, self.op, self.y, self.settings, self.scheduler = prior, slice_operator, y, settings, scheduler
+        check_volume_budget(prior, settings)
         self.dir = Path(work_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
         if tag:
             identity["tag"] = tag
         fingerprint = json.dumps(identity, sort_keys=True)
         self.key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
-        chunks = (settings.band, *g.canvas_shape[1:])
-        self.states = [self._array(f"state{i}.zarr", g.canvas_shape, chunks) for i in (0, 1)]
-        self.denoised = self._array("denoised.zarr", g.canvas_shape, chunks)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            chunks = (settings.band, *g.canvas_shape[1:])
+            self.states = [self._array(f"state{i}.zarr", g.canvas_shape, chunks) for i in (0, 1)]
+            self.denoised = self._array("denoised.zarr", g.canvas_shape, chunks)
+        except OSError as exc:
+            raise self._disk_error(exc) if is_disk_full(exc) else exc
+
+    def _disk_error(self, exc: OSError) -> PadisError:
+        step = self.committed_step()
+        return PadisError(f"no space left on the device while writing the work state in {self.dir} "
+                          f"({exc.strerror or exc}): free disk space and rerun the same command; it resumes "
+                          f"from the last committed step ({step}), which is intact")
 
     def __getstate__(self) -> dict:
         """Band tasks travel to dask workers without the client that schedules them."""
@@ -173,6 +205,13 @@ class VolumeRun:
         g, s = self.prior.grid, self.settings
         if tuple(output.shape) != g.shape:
             raise PadisError(f"output must have the volume's shape {g.shape}, got {tuple(output.shape)}")
+        try:
+            return self._levels(output, callback)
+        except OSError as exc:
+            raise self._disk_error(exc) if is_disk_full(exc) else exc
+
+    def _levels(self, output: zarr.Array, callback: Callable[[dict], None] | None) -> zarr.Array:
+        g, s = self.prior.grid, self.settings
         sigmas = s.sigmas()
         start = self.committed_step()
         if start == 0:
@@ -183,7 +222,8 @@ class VolumeRun:
             map_tiles_store(self.prior.tile_fn(float(sigmas[step])), src, g, shift, self.denoised,
                             memory_budget=s.memory_budget, max_batch=self.prior.limits["max_batch"],
                             device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
-                            scheduler=self.scheduler)
+                            scheduler=self.scheduler,
+                            fn_bytes_per_tile=0 if s.memory_budget is None else self.prior.network_bytes())
             self._run(self._step_band, step, src, dst)
             self._commit(step + 1)
             _forget_task_names()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import resource
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -27,6 +28,7 @@ import zarr
 
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
+from padis3d.reconstruct_cli import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
 
 VOLUME_TASKS = ("ct3d-parallel", "denoise")
 
@@ -48,6 +50,8 @@ def _window(args: argparse.Namespace, source, rows: int) -> tuple[float, float]:
     the volume's range (one streamed pass)."""
     if args.window:
         lo, hi = args.window
+        if not hi > lo:
+            raise PadisError(f"--window {lo} {hi} must have LO < HI, e.g. --window -1000 1000")
     elif source.kind in ("nifti", "dicom") or args.input == "chest-ct":
         lo, hi = -1000.0, 1000.0
     else:
@@ -100,16 +104,20 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d.prior import volume_prior_from
     from padis3d.reconstruct import ProgressBar
     from padis3d.sample_data import chest_ct_path
-    from padis3d.volume import VolumeRun, VolumeSettings
+    from padis3d.volume import VolumeRun, VolumeSettings, check_volume_budget
     from padis3d.volume_pipeline import (centre_planes, limit_heap_growth, plan_rows, prep_bytes_per_row,
                                          prepare_volume, release_free_memory, source_identity)
 
+    check_run_options(args)
+    tile = parse_tile(args.tile)
+    if tile is None:
+        raise PadisError("--tile whole is for 2D tasks; a volume needs a patch or slab prior: use an int or 'auto'")
     limit_heap_growth()
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
-    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2**20)
+    budget = memory_budget_bytes(args)
     nz_all, h, w = source.shape
     lo, hi = _window(args, source, plan_rows(budget, 8 * h * w, args.band))
     z0, z1 = args.slices if args.slices else (0, nz_all)
@@ -121,10 +129,11 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         raise PadisError(f"--size and --band must be >= 1, got {args.size} and {args.band}")
     size, zoom = args.size, h / args.size
     shape = (z1 - z0, size, size)
-    if min(shape) < 7:  # the metrics' 7-voxel SSIM window; fail before the run, not after it
-        raise PadisError(f"the volume to reconstruct is {shape} (slices, size, size); at least 7 per axis is needed")
+    if min(shape) < MIN_SIDE:  # the metrics' SSIM window; fail before the run, not after it
+        raise PadisError(f"the volume to reconstruct is {shape[0]} slices of {size}x{size}: every axis needs "
+                         f">= {MIN_SIDE} voxels (the SSIM window of the report); widen --slices or --size")
     if args.task == "ct3d-parallel":
-        span = math.radians(args.span_deg) if args.span_deg else math.pi
+        span = math.radians(args.span_deg) if args.span_deg is not None else math.pi
         op = ParallelBeam2D(size, views=args.views, span=span)
         forward = op
 
@@ -145,16 +154,24 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     rows = {"prepare": plan_rows(budget, prep_bytes_per_row((h, w), size, tuple(op.out_shape)), band, band),
             "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
             "write": plan_rows(budget, 16 * size * size, band, band)}
-    work = args.work_dir or args.out / "work"
-    with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
-        prep = prepare_volume(source, (z0, z1), (lo, hi), size, forward, tuple(op.out_shape), baseline_fn, noise,
-                              args.seed, work, band, rows["prepare"], source_identity(source),
-                              progress=bar.bar.update)
-    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), shape,
-                              args.tile if args.tile == "auto" else int(args.tile), max_batch=args.max_batch)
+    # everything that can be checked without the data fails here, before any file is written
+    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), shape, tile,
+                              max_batch=args.max_batch)
     settings = VolumeSettings(sigma_max=args.sigma_max, sigma_min=args.sigma_min, steps=args.steps, rho=args.rho,
                               cg_iters=args.cg_iters, eta=args.eta, seed=args.seed, band=band,
                               memory_budget=budget)
+    check_volume_budget(prior, settings)
+    work = Path(args.work_dir or args.out / "work")
+    fresh_work = not work.exists()
+    try:
+        with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
+            prep = prepare_volume(source, (z0, z1), (lo, hi), size, forward, tuple(op.out_shape), baseline_fn,
+                                  noise, args.seed, work, band, rows["prepare"], source_identity(source),
+                                  progress=bar.bar.update)
+    except BaseException:  # bad voxels or a truncated file found mid-stream: drop the half-prepared arrays
+        if fresh_work:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     scheduler = None
     if args.scheduler:
         from distributed import Client  # optional: pip install distributed
@@ -185,7 +202,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
                                      (("truth", prep.truth), (baseline_name, prep.baseline), ("dds", result))])
     t3 = time.perf_counter()
     write_json(args.out / "report.json", {
-        "input": str(source.source), "task": args.task, "shape": list(shape), "window": [lo, hi],
+        "input": str(source.source), "task": args.task, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
         "tile": list(prior.grid.tile), "resumed_from_step": done, "prepared_reused": prep.reused,
         "seconds": seconds, "metrics": metrics,

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="redo a finished run")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (at most 12 slices of 32x32, 3 levels, "
-                   "budget 16 MiB): a check that runs in seconds")
+                   "budget 32 MiB): a check that runs in seconds")
     args = p.parse_args(argv)
     try:
         return run(args)
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.smoke:
         mid = shape[0] // 2
         args.slices = args.slices or [max(0, mid - 6), min(shape[0], mid + 6)]
-        args.size, args.steps, args.memory_budget_mb = str(min(32, shape[1])), 3, 16.0
+        args.size, args.steps, args.memory_budget_mb = str(min(32, shape[1])), 3, 32.0
     if args.size != "native" and not args.size.isdigit():
         raise PadisError(f"--size must be an int or 'native', got {args.size!r}")
     run_dir = args.out / "run"

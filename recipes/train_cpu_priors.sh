@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped checkpoints in checkpoints/ (CPU, 1 thread each).
-# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|subset N|paper-gpu [extra args, e.g. --resume]
+# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|cube|subset N|paper-gpu [extra args, e.g. --resume]
 # Every run is resumable: re-run the same line with --resume (continues RUNS/<name>/state.pt,
 # or pass --resume checkpoints/<name>.pt to continue from the shipped weights only).
 # --steps is the total target; --hours bounds one session. Each run writes the shippable prior
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 RUNS=${RUNS:-/root/padis3d-runs}
 HOURS=${HOURS:-2.0}
-what=${1:?patch|whole|slab|subset N|paper-gpu}; shift
+what=${1:?patch|whole|slab|cube|subset N|paper-gpu}; shift
 common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
 case "$what" in
   patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
@@ -22,6 +22,9 @@ case "$what" in
   slab)   # 3 adjacent slices as channels, in-plane positions (y, x); add --slab-z-position for z
     exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode slab --slab 3 \
       --out "$RUNS/chest128_slab3" --export checkpoints/chest128_slab3.pt "$@" ;;
+  cube)   # a true 3D prior: 16^3 / 32^3 cubes of the 128^2 training block, in-plane positions
+    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode cube --patch-sizes 16 32 --patch-probs 0.4 0.6 \
+      --batch 4 --out "$RUNS/chest128_cube" --export checkpoints/chest128_cube.pt "$@" ;;
   subset)  # data-size study: the patch prior on N of the training slices (N = 12, 25, 50 or 100)
     n=${1:?subset N}; shift
     exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode patch --subset "$n" \

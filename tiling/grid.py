@@ -4,7 +4,9 @@ Per spatial axis, image size ``N`` and tile size ``P``: ``K = N // P + 1`` tiles
 padding ``M = K P - N`` (1 <= M <= P) on both sides, canvas ``N + 2 M`` with the image
 at ``[M, M + N)``, and a shift ``s`` in ``0..M-1`` whose ``K`` tiles cover
 ``[s, s + K P)`` (always a superset of the image). A *whole* axis (tile ``None``) has
-one tile equal to the image, no padding and shift 0.
+one tile equal to the image, no padding and shift 0. ``min_shifts`` adds tiles on an axis
+whose ``M`` would allow fewer shifts than asked (``K = N // P + 1 + ceil((S - M) / P)``):
+a slab axis of ``k`` slices needs ``S = k`` so that every slab boundary can move.
 
 Arrays are ``(batch, channels, *spatial)`` torch tensors. Extraction and scatter are a
 reshape/permutation of the shifted window of the canvas (one copy), not gather loops.
@@ -31,10 +33,12 @@ class TileGrid:
     ``tile`` is an int (same for every axis) or one entry per axis; an entry ``None``
     makes that axis whole (one tile, no padding). Attributes: ``shape``, ``tile``,
     ``counts`` (K), ``pad`` (M), ``canvas_shape``, ``window_shape`` (K P),
-    ``num_tiles``, ``ndim``, ``whole_axes``.
+    ``num_tiles``, ``ndim``, ``whole_axes``. ``min_shifts``: at least this many admissible
+    shifts per axis (an int or one per axis; default 1, the paper's ``K = N // P + 1``).
     """
 
-    def __init__(self, shape: Sequence[int], tile: int | None | Sequence[int | None]):
+    def __init__(self, shape: Sequence[int], tile: int | None | Sequence[int | None],
+                 min_shifts: int | Sequence[int] = 1):
         shape = tuple(int(n) for n in shape)
         if not shape or any(n < 1 for n in shape):
             raise TilingError(f"image shape must be positive integers, got {shape}")
@@ -53,10 +57,16 @@ class TileGrid:
                 raise TilingError(f"tile sizes must be positive integers (or None for a whole axis), got {tile}")
             whole.append(False)
             sizes.append(int(p))
+        mins = (min_shifts,) * len(shape) if isinstance(min_shifts, int) else tuple(min_shifts)
+        if len(mins) != len(shape) or any(isinstance(v, bool) or int(v) != v or v < 1 for v in mins):
+            raise TilingError(f"min_shifts must be a positive int or one per axis of {shape}, got {min_shifts}")
         self.shape: tuple[int, ...] = shape
         self.tile: tuple[int, ...] = tuple(sizes)
         self.whole_axes: tuple[bool, ...] = tuple(whole)
-        self.counts: tuple[int, ...] = tuple(1 if w else n // p + 1 for n, p, w in zip(shape, sizes, whole))
+        self.min_shifts: tuple[int, ...] = tuple(int(v) for v in mins)
+        self.counts: tuple[int, ...] = tuple(
+            1 if w else n // p + 1 + max(0, -(-(s - (n // p + 1) * p + n) // p))
+            for n, p, w, s in zip(shape, sizes, whole, self.min_shifts))
         self.pad: tuple[int, ...] = tuple(k * p - n for n, p, k in zip(shape, sizes, self.counts))
         self.canvas_shape: tuple[int, ...] = tuple(n + 2 * m for n, m in zip(shape, self.pad))
         self.window_shape: tuple[int, ...] = tuple(k * p for k, p in zip(self.counts, sizes))
@@ -72,11 +82,11 @@ class TileGrid:
         return f"TileGrid(shape={self.shape}, tile={self.tile}, counts={self.counts}, pad={self.pad})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TileGrid) and (self.shape, self.tile, self.whole_axes) == (
-            other.shape, other.tile, other.whole_axes)
+        return isinstance(other, TileGrid) and (self.shape, self.tile, self.whole_axes, self.counts) == (
+            other.shape, other.tile, other.whole_axes, other.counts)
 
     def __hash__(self) -> int:
-        return hash((self.shape, self.tile, self.whole_axes))
+        return hash((self.shape, self.tile, self.whole_axes, self.counts))
 
     @property
     def shift_counts(self) -> tuple[int, ...]:

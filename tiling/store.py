@@ -26,7 +26,7 @@ import zarr
 
 from tiling.errors import TilingError
 from tiling.grid import TileGrid
-from tiling.stream import TileFn, map_window, plan_batch, tile_bytes
+from tiling.stream import TileFn, format_bytes, map_window, plan_batch, tile_bytes
 
 
 def _as_dask(source: Any) -> da.Array:
@@ -67,19 +67,34 @@ def band_bytes(grid: TileGrid, batch: int, channels: int, out_channels: int, ite
     return batch * (BAND_COPIES_IN * channels + BAND_COPIES_OUT * out_channels) * voxels * itemsize
 
 
+def store_tile_budget(grid: TileGrid, batch: int, channels: int, out_channels: int, itemsize: int,
+                      per_tile: int, memory_budget: int, num_workers: int = 1) -> int:
+    """Bytes left for tiles in flight per worker once its band is held; a :class:`TilingError`
+    naming the minimum when ``memory_budget`` cannot hold one band and one tile per worker.
+    Callers may run it before any work to fail early (``padis3d.volume`` does)."""
+    band = band_bytes(grid, batch, channels, out_channels, itemsize)
+    minimum = band + per_tile
+    if not memory_budget >= minimum * num_workers:
+        raise TilingError(f"memory_budget of {format_bytes(memory_budget)} is too small for {num_workers} "
+                          f"worker(s): one band of tiles and one tile in flight need {format_bytes(minimum)}; "
+                          f"the minimum is {format_bytes(minimum * num_workers)}")
+    return memory_budget // num_workers - band
+
+
 def map_tiles_store(fn: TileFn, source: Any, grid: TileGrid, shift: Sequence[int], target: zarr.Array, *,
                     memory_budget: int | None = None, max_batch: int | None = None,
                     bytes_per_tile: int | None = None, device: torch.device | str | None = None,
                     fold_axes: Sequence[int] = (), num_workers: int = 1,
                     scheduler: Any = None, check_finite: bool = False,
-                    segment_bands: int = 32) -> zarr.Array:
+                    segment_bands: int = 32, fn_bytes_per_tile: int = 0) -> zarr.Array:
     """Tile ``source`` out of core, apply ``fn`` to each tile and write into ``target``.
 
     source: ``(B, C, *S)`` or ``(*S)`` with ``S`` the grid's image or canvas shape; zarr,
     dask, numpy or torch. target: a zarr array of the output shape (its channel count is
     ``fn``'s output channels; same layout as ``source``), ideally chunked along axis 0.
     ``memory_budget`` (bytes) bounds each worker's band plus its tile batch, and raises
-    with the minimum when one band does not fit. ``scheduler``: dask scheduler name or a
+    with the minimum when one band does not fit; ``fn_bytes_per_tile`` is what ``fn`` holds per
+    tile (a network's activations) on top of the engine's own bytes. ``scheduler``: dask scheduler name or a
     ``distributed.Client`` (default: threads with ``num_workers`` workers).
     """
     src = _as_dask(source)
@@ -104,17 +119,13 @@ def map_tiles_store(fn: TileFn, source: Any, grid: TileGrid, shift: Sequence[int
     dtype = np.dtype(target.dtype)
     torch_dtype = torch.from_numpy(np.zeros(0, dtype=src.dtype)).dtype
 
-    per_tile = bytes_per_tile or tile_bytes(grid, channels, torch_dtype, out_channels)
+    per_tile = (bytes_per_tile or tile_bytes(grid, channels, torch_dtype, out_channels)) + fn_bytes_per_tile
     tiles_per_band = batch * grid.num_tiles // grid.counts[0]
     tile_batch = plan_batch(tiles_per_band, per_tile, max_batch=max_batch)
     if memory_budget is not None:
-        band = band_bytes(grid, batch, channels, out_channels, src.dtype.itemsize)
-        minimum = band + per_tile
-        if memory_budget < minimum * num_workers:
-            raise TilingError(f"memory_budget of {memory_budget} bytes is too small for {num_workers} worker(s): "
-                              f"one band of tiles needs {minimum} bytes; the minimum is {minimum * num_workers} bytes")
-        tile_batch = plan_batch(tiles_per_band, per_tile, max_batch=tile_batch,
-                                memory_budget=memory_budget // num_workers - band)
+        left = store_tile_budget(grid, batch, channels, out_channels, src.dtype.itemsize, per_tile, memory_budget,
+                                 num_workers)
+        tile_batch = plan_batch(tiles_per_band, per_tile, max_batch=tile_batch, memory_budget=left)
 
     p0 = grid.tile[0]
     # Window row w <-> source row w - off (and output row y <-> window row y + off) per axis.

@@ -65,6 +65,11 @@ def tile_bytes(grid: TileGrid, channels: int, dtype: torch.dtype, out_channels: 
     return per_voxel * math.prod(grid.tile) * torch.empty((), dtype=dtype).element_size()
 
 
+def format_bytes(n: int) -> str:
+    """``4096 bytes (0.0039 MiB)``: bytes for the engine's API, MiB for the CLI's ``--memory-budget-mb``."""
+    return f"{int(n)} bytes ({n / 2**20:.4g} MiB)"
+
+
 def plan_batch(total: int, per_tile: int, *, max_batch: int | None = None,
                memory_budget: int | None = None) -> int:
     """Tiles per batch: at most ``max_batch`` and at most ``memory_budget // per_tile``."""
@@ -75,8 +80,8 @@ def plan_batch(total: int, per_tile: int, *, max_batch: int | None = None,
         batch = min(batch, max_batch)
     if memory_budget is not None:
         if memory_budget < per_tile:
-            raise TilingError(f"memory_budget of {memory_budget} bytes is smaller than one tile "
-                              f"({per_tile} bytes); the minimum is {per_tile} bytes")
+            raise TilingError(f"memory_budget of {format_bytes(memory_budget)} is smaller than one tile "
+                              f"in flight; the minimum is {format_bytes(per_tile)}")
         batch = min(batch, memory_budget // per_tile)
     return max(1, batch)
 
@@ -149,14 +154,14 @@ def map_window(fn: TileFn, window: torch.Tensor, grid: TileGrid, shift: Sequence
                allocate: Allocate | None = None, first_row: int = 0, batch: int | None = None,
                max_batch: int | None = None, memory_budget: int | None = None,
                bytes_per_tile: int | None = None, device: torch.device | str | None = None,
-               fold_axes: Sequence[int] = ()) -> torch.Tensor:
+               fold_axes: Sequence[int] = (), fn_bytes_per_tile: int = 0) -> torch.Tensor:
     """:func:`map_tiles` on a block ``(B, C, rows * P_0, *window_shape[1:])`` of whole tile rows
     of the shifted window, starting at tile row ``first_row`` along axis 0 (the out-of-core
     driver streams such bands). The output block is made by ``allocate`` once the first
     batch's channels and dtype are known (default: zeros like ``window``); returns it."""
     t = _Tiling(grid, shift, window, first_row, fold_axes, device)
     if batch is None:
-        per_tile = bytes_per_tile or tile_bytes(grid, window.shape[1], window.dtype)
+        per_tile = (bytes_per_tile or tile_bytes(grid, window.shape[1], window.dtype)) + fn_bytes_per_tile
         batch = plan_batch(t.total, per_tile, max_batch=max_batch, memory_budget=memory_budget)
     if allocate is None:
         def allocate(channels: int, dtype: torch.dtype) -> torch.Tensor:
@@ -175,14 +180,15 @@ def map_window(fn: TileFn, window: torch.Tensor, grid: TileGrid, shift: Sequence
 def map_tiles(fn: TileFn, canvas: torch.Tensor, grid: TileGrid, shift: Sequence[int], *,
               max_batch: int | None = None, memory_budget: int | None = None,
               bytes_per_tile: int | None = None, device: torch.device | str | None = None,
-              fold_axes: Sequence[int] = (), check_finite: bool = False) -> torch.Tensor:
+              fold_axes: Sequence[int] = (), check_finite: bool = False, fn_bytes_per_tile: int = 0) -> torch.Tensor:
     """Apply ``fn`` to every tile of the partition ``shift`` of ``canvas``.
 
     canvas: ``(B, C, *grid.canvas_shape)`` on any device (the storage device).
     Returns ``(B, C_out, *grid.canvas_shape)`` on the canvas's device: ``fn``'s output on
     every tile, exactly 0 on the border. At most ``max_batch`` tiles (or as many as
-    ``memory_budget`` bytes allow at ``bytes_per_tile`` each; default :func:`tile_bytes`)
-    are in flight; ``fn`` runs on ``device`` (default: the canvas's). Differentiable under
+    ``memory_budget`` bytes allow at ``bytes_per_tile`` each; default :func:`tile_bytes`,
+    plus ``fn_bytes_per_tile``, what ``fn`` itself holds per tile, e.g. a network's
+    activations) are in flight; ``fn`` runs on ``device`` (default: the canvas's). Differentiable under
     autograd when ``fn`` is; for a bounded-memory gradient use :func:`vjp_tiles`.
     """
     grid.check_canvas(canvas)
@@ -197,7 +203,7 @@ def map_tiles(fn: TileFn, canvas: torch.Tensor, grid: TileGrid, shift: Sequence[
 
     map_window(fn, canvas[(..., *window_slices)], grid, shift, allocate=allocate, max_batch=max_batch,
                memory_budget=memory_budget, bytes_per_tile=bytes_per_tile, device=device,
-               fold_axes=fold_axes)
+               fold_axes=fold_axes, fn_bytes_per_tile=fn_bytes_per_tile)
     return holder[0]
 
 
@@ -205,11 +211,12 @@ def vjp_tiles(fn: TileFn, canvas: torch.Tensor, grid: TileGrid, shift: Sequence[
               cotangent: torch.Tensor, *, max_batch: int | None = None, memory_budget: int | None = None,
               bytes_per_tile: int | None = None, device: torch.device | str | None = None,
               fold_axes: Sequence[int] = (), check_finite: bool = False,
-              return_output: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+              return_output: bool = False, fn_bytes_per_tile: int = 0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Vector-Jacobian product ``J(canvas)^T cotangent`` of ``canvas -> map_tiles(fn, canvas)``.
 
     cotangent: ``(B, C_out, *grid.canvas_shape)``. Each batch of tiles is recomputed with
     gradients enabled and released before the next, so peak memory is one batch's graph.
+    ``fn_bytes_per_tile``: the graph ``fn`` keeps per tile for the backward pass.
     Returns the gradient ``(B, C, *grid.canvas_shape)`` (zero on the border), and with
     ``return_output`` also the map's output (as :func:`map_tiles` would give it).
     """
@@ -223,8 +230,8 @@ def vjp_tiles(fn: TileFn, canvas: torch.Tensor, grid: TileGrid, shift: Sequence[
         _check_finite(cotangent, "cotangent")
     window_slices = grid.window_slices(shift)
     t = _Tiling(grid, shift, canvas[(..., *window_slices)], 0, fold_axes, device)
-    per_tile = bytes_per_tile or tile_bytes(grid, canvas.shape[1], canvas.dtype, cotangent.shape[1],
-                                            gradients=True)
+    per_tile = (bytes_per_tile or tile_bytes(grid, canvas.shape[1], canvas.dtype, cotangent.shape[1],
+                                             gradients=True)) + fn_bytes_per_tile
     batch = plan_batch(t.total, per_tile, max_batch=max_batch, memory_budget=memory_budget)
     cot_view = grid.tile_view(cotangent, shift)
     grad = torch.zeros_like(canvas)

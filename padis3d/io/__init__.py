@@ -11,11 +11,12 @@ from padis3d.errors import PadisError
 from padis3d.io.dicom import read_dicom
 from padis3d.io.images import IMAGE_SUFFIXES, read_image_folder, read_npy
 from padis3d.io.nifti import nifti_slices, read_nifti
-from padis3d.io.normalize import HU_WINDOW, hu_window, min_max
+from padis3d.io.normalize import HU_WINDOW, hu_window, min_max, require_finite, require_nonempty
 from padis3d.io.zarr_io import read_zarr, zarr_slices
 
 __all__ = ["load_training_images", "read_nifti", "nifti_slices", "read_zarr", "zarr_slices", "read_dicom",
-           "read_image_folder", "read_npy", "hu_window", "min_max", "HU_WINDOW", "detect_format"]
+           "read_image_folder", "read_npy", "hu_window", "min_max", "HU_WINDOW", "detect_format", "require_finite",
+           "require_nonempty"]
 
 
 def detect_format(path: str | Path) -> str:
@@ -32,6 +33,8 @@ def detect_format(path: str | Path) -> str:
         return "npy"
     if name.endswith(".dcm"):
         return "dicom"
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return "images"
     if path.is_dir():
         files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
         if not files:
@@ -55,22 +58,32 @@ def _resize(stack: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def load_training_images(path: str | Path, size: int | None = 128, axis: int | None = None,
-                         window: tuple[float, float] | None = None) -> tuple[np.ndarray, dict]:
+                         window: tuple[float, float] | None = None, *,
+                         same_size: bool = False) -> tuple[np.ndarray, dict]:
     """Images ``(n, C, size, size)`` float32 in [0, 1] from any supported source, and a description.
 
     Volumes are sliced along ``axis`` (default: 2 for NIfTI, whose third axis is usually axial;
-    0 otherwise, i.e. a ``(n, H, W)`` stack). Normalisation: ``window`` (HU) if given; DICOM defaults to
-    the HU window [-1000, 1000]; otherwise min-max over each volume or each image file.
+    0 otherwise, i.e. a ``(n, H, W)`` stack). Normalisation: ``window`` (HU) if given; DICOM CT defaults
+    to the HU window [-1000, 1000]; otherwise min-max over each volume or each image file. NaN or
+    infinite values are an error whatever the normalisation. A folder of images of different sizes is
+    resized to ``size``, unless ``same_size`` (the folder is one series, as ``padis3d reconstruct``
+    reads it), which makes mixed sizes an error.
     """
     path = Path(path)
+    if size is not None and size < 1:
+        raise PadisError(f"image size must be >= 1 pixel, got {size}")
     fmt = detect_format(path)
     axis = (2 if fmt == "nifti" else 0) if axis is None else axis
     if fmt == "images":
         items = read_image_folder(path)
         sizes = {img.shape[:2] for _, img in items}
-        if len(sizes) > 1 and size is None:
-            raise PadisError(f"images in {path} have different sizes {sorted(sizes)}: pass a size to resize them")
-        norm = [hu_window(img, window) if window else min_max(img, str(f)) for f, img in items]
+        if len(sizes) > 1 and (size is None or same_size):
+            first = {img.shape[:2]: f.name for f, img in reversed(items)}
+            example = ", ".join(f"{name} is {h}x{w}" for (h, w), name in sorted(first.items())[:3])
+            raise PadisError(f"images in {path} have different sizes ({example})"
+                             + (": one series needs one image size; resize them to one size first" if same_size
+                                else ": pass a size to resize them"))
+        norm = [hu_window(img, window, str(f)) if window else min_max(img, str(f)) for f, img in items]
         stack = [_resize((n[None, None] if n.ndim == 2 else n.transpose(2, 0, 1)[None]), size) for n in norm]
         out = np.concatenate(stack)
         kind = {"kind": "hu_window", "window": list(window)} if window else {"kind": "min_max_per_image"}
@@ -83,10 +96,10 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
             arr = np.asarray(read_npy(path), dtype=np.float32)
             vol = arr[None] if arr.ndim == 2 else np.moveaxis(arr, axis, 0)
         else:
-            vol = read_dicom(path)
-            window = window or HU_WINDOW
+            vol, units = read_dicom(path, with_units=True)
+            window = window or (HU_WINDOW if units == "HU" else None)
         if window:
-            vol, kind = hu_window(vol, window), {"kind": "hu_window", "window": list(window)}
+            vol, kind = hu_window(vol, window, str(path)), {"kind": "hu_window", "window": list(window)}
         else:
             vol, kind = min_max(vol, str(path)), {"kind": "min_max_per_volume"}
         out = _resize(np.ascontiguousarray(vol)[:, None], size)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from padis3d.errors import PadisError
+from padis3d.io.normalize import require_nonempty
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -28,8 +29,11 @@ def read_image_file(path: str | Path) -> np.ndarray:
 
 
 def read_image_folder(path: str | Path) -> list[tuple[Path, np.ndarray]]:
-    """All PNG/JPEG images of a folder (sorted by name) with their paths; all gray or all RGB."""
+    """All PNG/JPEG images of a folder (sorted by name) with their paths; all gray or all RGB.
+    A single PNG/JPEG file gives a list of one."""
     path = Path(path)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return [(path, read_image_file(path))]
     if not path.is_dir():
         raise PadisError(f"image folder {path} does not exist")
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -51,4 +55,5 @@ def read_npy(path: str | Path) -> np.ndarray:
         raise PadisError(f"cannot read {path} as .npy ({type(exc).__name__}: {exc})") from exc
     if arr.ndim not in (2, 3):
         raise PadisError(f"{path} has shape {arr.shape}: expected a 2D image or a 3D stack/volume")
+    require_nonempty(arr.shape, str(path))
     return arr

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from padis3d.errors import PadisError
+from padis3d.io.normalize import require_nonempty
 
 
 def read_nifti(path: str | Path) -> np.ndarray:
@@ -26,6 +27,7 @@ def read_nifti(path: str | Path) -> np.ndarray:
         raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); check the file") from exc
     if len(data.shape) not in (2, 3):
         raise PadisError(f"NIfTI file {path} has shape {data.shape}: expected a 2D image or a 3D volume")
+    require_nonempty(data.shape, f"NIfTI file {path}")
     return data if isinstance(data, np.ndarray) else _LazySlicer(data)
 
 

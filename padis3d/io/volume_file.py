@@ -21,15 +21,17 @@ class VolumeFile:
     kind: str  # nifti | zarr | dicom | npy
     affine: np.ndarray | None = None
     header: Any = None
+    units: str = "file"  # "HU" for CT DICOM, "raw" for other DICOM modalities, else the file's own
 
 
 def read_volume(path: str | Path) -> VolumeFile:
     """A 3D volume from NIfTI, zarr, a DICOM series (HU) or ``.npy`` (``(z, y, x)``)."""
-    from padis3d.io import detect_format, read_dicom, read_npy, read_zarr
+    from padis3d.io import detect_format, read_dicom, read_npy, read_zarr, require_finite, require_nonempty
 
     path = Path(path)
     kind = detect_format(path)
     affine = header = None
+    units = "file"
     if kind == "nifti":
         import nibabel as nib
 
@@ -44,7 +46,7 @@ def read_volume(path: str | Path) -> VolumeFile:
     elif kind == "zarr":
         data = np.asarray(read_zarr(path), dtype=np.float32)
     elif kind == "dicom":
-        data = read_dicom(path)
+        data, units = read_dicom(path, with_units=True)
     elif kind == "npy":
         data = read_npy(path).astype(np.float32)
     else:
@@ -52,9 +54,9 @@ def read_volume(path: str | Path) -> VolumeFile:
     if data.ndim != 3:
         raise PadisError(f"{path} holds an array of shape {data.shape}; a volume task needs a 3D volume "
                          f"(for a 2D image use a 2D task: ct, ct-fan, deblur, sr)")
-    if not np.isfinite(data).all():
-        raise PadisError(f"{path} contains NaN or Inf voxels; clean the volume first")
-    return VolumeFile(np.ascontiguousarray(data), path, kind, affine, header)
+    require_nonempty(data.shape, str(path))
+    require_finite(data, str(path))
+    return VolumeFile(np.ascontiguousarray(data), path, kind, affine, header, units)
 
 
 def write_volume_like(path: str | Path, data: np.ndarray, like: VolumeFile, zoom_yx: float = 1.0) -> Path:

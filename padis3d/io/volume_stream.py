@@ -27,6 +27,7 @@ import numpy as np
 
 from padis3d.atomic import atomic_path
 from padis3d.errors import PadisError
+from padis3d.io.normalize import require_finite
 
 Reader = Callable[[int, int], np.ndarray]
 
@@ -51,8 +52,7 @@ class VolumeSource:
         if not 0 <= z0 <= z1 <= self.shape[0]:
             raise PadisError(f"slices [{z0}, {z1}) are outside 0..{self.shape[0]} of {self.source}")
         band = np.ascontiguousarray(self._reader(z0, z1), dtype=np.float32)
-        if not np.isfinite(band).all():
-            raise PadisError(f"{self.source} contains NaN or Inf voxels; clean the volume first")
+        require_finite(band, str(self.source))
         return band
 
     def min_max(self, rows: int) -> tuple[float, float]:
@@ -86,7 +86,7 @@ def _open_nifti(path: Path) -> VolumeSource:
         try:
             slab = np.asarray(proxy[:, :, z0:z1], dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - a truncated file fails only when its data are read
-            raise PadisError(f"cannot read slices {z0}..{z1} of NIfTI file {path} "
+            raise PadisError(f"cannot read NIfTI file {path}: slices {z0}..{z1 - 1} are unreadable "
                              f"({type(exc).__name__}: {exc})") from exc
         return slab.transpose(2, 1, 0)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from padis3d.errors import PadisError
+from padis3d.io.normalize import require_nonempty
 
 
 def read_zarr(path: str | Path, component: str | None = None):
@@ -23,11 +24,15 @@ def read_zarr(path: str | Path, component: str | None = None):
         raise PadisError(f"cannot open zarr store {path} ({type(exc).__name__}: {exc})") from exc
     if isinstance(node, zarr.Group):
         arrays = list(node.array_keys())
+        if not arrays:
+            raise PadisError(f"zarr store {path} is empty (a group without arrays): write the image or volume "
+                             f"into it first")
         if len(arrays) != 1:
             raise PadisError(f"zarr group {path} holds arrays {arrays}: name one with component=...")
         node = node[arrays[0]]
     if node.ndim not in (2, 3):
         raise PadisError(f"zarr array {path} has shape {node.shape}: expected a 2D image or a 3D volume")
+    require_nonempty(node.shape, f"zarr store {path}")
     return node
 
 

@@ -157,6 +157,17 @@ class _CT2D(LinearOperator):
 
 
 
+def _check_detector(n: int, bins: int, width_at_centre: float) -> None:
+    """The detector must see the whole disc inscribed in the ``n x n`` image at every angle,
+    i.e. be at least as wide as the image at the rotation centre; a narrower one truncates the
+    projections of every view."""
+    if bins < 1 or not width_at_centre >= n:
+        raise PadisError(f"the detector ({bins} bins) covers {width_at_centre:.1f} pixels at the rotation centre, "
+                         f"less than the {n}-pixel image: rays would miss part of the image at every angle; "
+                         f"use more bins or a wider spacing (at least {n} pixels; the default, 2 x {n} bins, "
+                         f"covers the image's corners too)")
+
+
 def _angles(views: int, span: float, angles: Sequence[float] | None) -> np.ndarray:
     if angles is not None:
         a = np.asarray(angles, dtype=np.float64).ravel()
@@ -165,6 +176,8 @@ def _angles(views: int, span: float, angles: Sequence[float] | None) -> np.ndarr
         return a
     if int(views) < 1:
         raise PadisError(f"views must be >= 1, got {views}")
+    if not (math.isfinite(span) and span != 0):
+        raise PadisError(f"the angular span must be a finite non-zero angle, got {span} rad")
     return np.linspace(0.0, span, int(views), endpoint=False)
 
 
@@ -181,6 +194,7 @@ class ParallelBeam2D(_CT2D):
                  device: str | torch.device | None = "cpu", use_cuda: bool | None = None) -> None:
         import astra
         bins = int(detector_bins or 2 * int(image_size))
+        _check_detector(int(image_size), bins, bins * float(detector_spacing))
         geom = astra.create_proj_geom("parallel", float(detector_spacing), bins, _angles(views, span, angles))
         super().__init__(image_size, geom, projector, device, use_cuda)
 
@@ -216,7 +230,11 @@ class FanBeam2D(_CT2D):
         if so <= n / math.sqrt(2):
             raise PadisError(f"source_origin={so} puts the source inside the image circle (radius {n / math.sqrt(2):.1f})")
         spacing = float(detector_spacing if detector_spacing is not None else (so + od) / so)
-        geom = astra.create_proj_geom("fanflat", spacing, int(detector_bins or 2 * n),
+        bins = int(detector_bins or 2 * n)
+        # the fan's half-angle sees a disc of radius so * sin(half-angle) around the rotation centre
+        half = math.atan(bins * spacing / 2 / (so + od)) if spacing > 0 else 0.0
+        _check_detector(n, bins, 2 * so * math.sin(half))
+        geom = astra.create_proj_geom("fanflat", spacing, bins,
                                       _angles(views, span, angles), so, od)
         super().__init__(n, geom, projector, device, use_cuda)
 

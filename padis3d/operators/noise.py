@@ -9,6 +9,8 @@ gives that scale.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from padis3d.errors import PadisError
@@ -25,8 +27,8 @@ def chest_ct_attenuation_scale(image_size: int, fov_mm: float = CHEST_CT_FOV_MM)
 
 def gaussian_noise(y: torch.Tensor, sigma: float = 0.01, generator: torch.Generator | None = None) -> torch.Tensor:
     """``y + σ ε`` with ``ε ~ N(0, I)`` (default σ = 0.01, the deblur / SR setting)."""
-    if sigma < 0:
-        raise PadisError(f"noise sigma must be >= 0, got {sigma}")
+    if not 0 <= sigma < math.inf:
+        raise PadisError(f"noise sigma must be a finite number >= 0, got {sigma}")
     eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
     return y + sigma * eps
 

@@ -24,7 +24,9 @@ def _blocks(x: torch.Tensor, f: int) -> torch.Tensor:
 class _Resample(LinearOperator):
     def __init__(self, image_shape: Sequence[int], factor: int, device) -> None:
         shape = tuple(int(s) for s in image_shape)
-        if factor < 1 or any(s % factor for s in shape):
+        if int(factor) != factor or factor < 1:
+            raise PadisError(f"the resampling factor must be an integer >= 1, got {factor}")
+        if any(s % factor for s in shape):
             raise PadisError(f"image shape {shape} must be divisible by the factor {factor}; crop or pad the image")
         self.factor = int(factor)
         super().__init__(shape, tuple(s // factor for s in shape), device)

@@ -10,7 +10,8 @@ def grids(draw, max_ndim: int = 3, max_size: int = 23, allow_whole: bool = True)
     ndim = draw(st.integers(1, max_ndim))
     shape = [draw(st.integers(1, max_size)) for _ in range(ndim)]
     tile = [draw(st.one_of(st.none(), st.integers(1, 9)) if allow_whole else st.integers(1, 9)) for _ in shape]
-    return TileGrid(shape, tile)
+    min_shifts = [draw(st.sampled_from([1, 1, 2, 5])) for _ in shape]
+    return TileGrid(shape, tile, min_shifts)
 
 
 @st.composite

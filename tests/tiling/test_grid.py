@@ -18,12 +18,13 @@ def test_paper_geometry():
 
 @given(grids())
 def test_geometry_formulas(grid):
-    for n, p, k, m, w, whole in zip(grid.shape, grid.tile, grid.counts, grid.pad, grid.window_shape,
-                                    grid.whole_axes):
+    for n, p, k, m, w, whole, s in zip(grid.shape, grid.tile, grid.counts, grid.pad, grid.window_shape,
+                                       grid.whole_axes, grid.min_shifts):
         if whole:
             assert (p, k, m) == (n, 1, 0)
         else:
-            assert k == n // p + 1 and m == k * p - n and 1 <= m <= p
+            assert m == k * p - n and max(1, s) <= m  # padding >= 1 and at least min_shifts shifts
+            assert k == n // p + 1 if s == 1 else m - p < s  # the fewest tiles that allow them
         assert w == k * p
     assert grid.canvas_shape == tuple(n + 2 * m for n, m in zip(grid.shape, grid.pad))
 

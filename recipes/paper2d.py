@@ -1,0 +1,274 @@
+"""The paper's Table 1 and ablations at CPU scale (or the paper's geometry with ``--config gpu``).
+
+Studies (``--studies``, default all):
+
+* ``main``: CT 20 / 8 views, deblur 9x9, SR x4 on the held-out chest CT slices; rows
+  baseline (FBP / blurred / bicubic), ADMM-TV, PnP-ADMM (the patch prior's denoiser at a
+  fixed σ), whole-image diffusion and the patch prior, each diffusion prior with the paper's
+  Algorithm 1 (DPS + Langevin) and with the DDS data step (Tweedie + CG, DDIM re-noising).
+* ``patch-size``: CT 20 with the patch prior at reconstruction tiles 16 / 32 / 48 / whole.
+* ``sampler``: CT 20 with the patch prior: Langevin, predictor-corrector, VE-DDNM, PaDIS, DDS.
+* ``positions``: CT 20, the patch prior trained without position channels (same budget).
+* ``data-size``: CT 20, patch vs whole-image priors trained on 12 / 25 / 50 / 100 slices.
+
+Resumable: each (study, task, row, slice) result is kept in ``OUT.json`` and skipped on a
+rerun with the same settings; checkpoints a study needs are trained (``--train-hours`` per
+checkpoint, resumable with the run folder under ``--runs``) or reused. Writes ``OUT.md``.
+
+    python recipes/paper2d.py --out results/paper2d                       # everything (CPU-hours)
+    python recipes/paper2d.py --studies main --slices 115 125 --out results/paper2d_quick
+    python recipes/paper2d.py --smoke --out /tmp/paper2d_smoke            # seconds: the plumbing only
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import padis3d  # noqa: E402
+from padis3d.atomic import atomic_path, write_json  # noqa: E402
+from padis3d.baselines.pnp import pnp_admm  # noqa: E402
+from padis3d.baselines.tasks import make_task  # noqa: E402
+from padis3d.baselines.tv import admm_tv  # noqa: E402
+from padis3d.baselines.tv_weights import tv_weight  # noqa: E402
+from padis3d.checkpoint import library_versions  # noqa: E402
+from padis3d.metrics import psnr, ssim  # noqa: E402
+from padis3d.prior import patch_prior_from  # noqa: E402
+from padis3d.reconstruct import SamplerSettings, reconstruct  # noqa: E402
+from padis3d.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Config:
+    """Geometry, checkpoints and sampler budgets of one configuration."""
+
+    size: int = 128
+    patch: str = "checkpoints/chest128_patch.pt"
+    whole: str = "checkpoints/chest128_whole.pt"
+    train_preset: str = "cpu"
+    dps: dict = field(default_factory=lambda: {"steps": 40, "inner": 5, "sigma_max": 3.0})  # 200 NFE
+    dds: dict = field(default_factory=lambda: {"steps": 100, "sigma_max": 10.0})  # 100 NFE; ρ per task
+    tv_iters: int | None = None  # None: the task's default (500; 1000 for 90°)
+    pnp_iters: int = 30
+
+
+CONFIGS = {
+    "cpu": Config(),
+    # The paper: 256², P = 56, ~59M parameters (trained here with --train-hours on CUDA);
+    # 100 levels x 10 Langevin steps from σ = 10.
+    "gpu": Config(size=256, patch="runs/paper-gpu_patch/prior.pt", whole="runs/paper-gpu_whole/prior.pt",
+                  train_preset="paper-gpu", dps={"steps": 100, "inner": 10, "sigma_max": 10.0},
+                  dds={"steps": 200, "sigma_max": 10.0}),
+}
+SMOKE = replace(CONFIGS["cpu"], dps={"steps": 2, "inner": 1, "sigma_max": 3.0},
+                dds={"steps": 2, "sigma_max": 3.0}, tv_iters=5, pnp_iters=2)
+# ζ ||A|| per task (the data gradient scales with ||A||), tuned on training slices 90 (and 80, 99):
+# CT 5 (ζ = 0.1 at ||A|| ≈ 50); deblur and SR 2.5 (results/tune_zeta_deblur_sr.md).
+ZETA_NORM = {"ct20": 5.0, "ct8": 5.0, "deblur": 2.5, "sr4": 2.5}
+# DDS data weight ρ per task, tuned on training slice 90 (recipes/tune_samplers.py; log in results/tune_samplers.md):
+# CT {0.1, 1, 10, 100} -> 1; deblur {0.01, 0.1, 1} -> 0.1; SR {0.01, 0.1, 1} -> 0.01.
+DDS_RHO = {"ct20": 1.0, "ct8": 1.0, "deblur": 0.1, "sr4": 0.01}
+PNP_SIGMA = 0.05  # the prior's denoiser noise level inside PnP-ADMM
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: ``method`` in baseline / tv / pnp / diffusion; for diffusion the prior
+    (``patch``, ``whole`` or a checkpoint name to train), the tile at reconstruction and the sampler."""
+
+    label: str
+    method: str
+    prior: str = "patch"
+    tile: str = "auto"
+    sampler: str = "padis"
+
+
+def diffusion(label: str, prior: str = "patch", sampler: str = "padis", tile: str = "auto") -> Row:
+    return Row(label, "diffusion", prior, tile, sampler)
+
+
+STUDIES: dict[str, tuple[tuple[str, ...], list[Row]]] = {
+    "main": (("ct20", "ct8", "deblur", "sr4"), [
+        Row("baseline", "baseline"), Row("ADMM-TV", "tv"), Row("PnP-ADMM (patch denoiser)", "pnp"),
+        diffusion("whole image, DPS", "whole"), diffusion("whole image, DDS", "whole", "dds"),
+        diffusion("PaDIS (patches), DPS", "patch"), diffusion("PaDIS (patches), DDS", "patch", "dds")]),
+    "patch-size": (("ct20",), [diffusion(f"tile {t}", "patch", "dds", t) for t in ("16", "32", "48", "whole")]),
+    "sampler": (("ct20",), [diffusion(s, "patch", s) for s in ("langevin", "pc", "ddnm", "padis", "dds")]),
+    "positions": (("ct20",), [diffusion("with positions", "patch", "dds"),
+                              diffusion("without positions", "nopos", "dds")]),
+    "data-size": (("ct20",), [diffusion(f"{kind} {n} slices", f"{kind}{n}", "dds")
+                              for n in (12, 25, 50, 100) for kind in ("patch", "whole")]),
+}
+
+
+def train_args(name: str, cfg: Config, smoke: bool) -> list[str]:
+    """``padis3d train`` options for prior ``patch``, ``whole``, ``nopos``, ``patchN`` or ``wholeN``
+    (N training slices)."""
+    base = ["--preset", cfg.train_preset, "--threads", "1", "--seed", "0", "--checkpoint-minutes", "10"]
+    if cfg.train_preset == "paper-gpu":
+        base += ["--device", "cuda"]
+    if smoke:
+        base += ["--size", "32", "--features", "8", "16", "--patch-sizes", "8", "16", "--steps", "2", "--no-progress"]
+    if name == "nopos":
+        return base + ["--mode", "patch", "--no-positions"]
+    kind, n = name[:5], name[5:]
+    return base + ["--mode", kind] + (["--subset", n] if n else []) + (["--batch", "2"] if kind == "whole" else [])
+
+
+def checkpoint(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
+    """The checkpoint file of prior ``name``: the configuration's shipped file for ``patch`` /
+    ``whole`` when it exists, else a run under ``--runs``, trained (resumably) if ``--train-hours`` allows."""
+    if name in ("patch", "whole"):
+        shipped = ROOT / getattr(CONFIGS["cpu"] if args.smoke else cfg, name)
+        if shipped.exists():
+            return shipped
+    tag = "smoke" if args.smoke else cfg.train_preset
+    out = args.runs / f"{tag}_{name}"
+    prior = out / "prior.pt"
+    if prior.exists() and (args.smoke or args.train_hours <= 0):
+        return prior
+    if args.train_hours <= 0 and not args.smoke:
+        print(f"skipping rows with prior {name!r}: not trained yet (pass --train-hours H)", flush=True)
+        return None
+    cmd = [sys.executable, "-m", "padis3d.train_cli", *train_args(name, cfg, args.smoke), "--out", str(out)]
+    if not args.smoke:
+        cmd += ["--steps", "1000000", "--hours", str(args.train_hours)]
+    if (out / "state.pt").exists():
+        cmd.append("--resume")
+    print("training:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return prior
+
+
+def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, priors: dict, args) -> torch.Tensor:
+    tv_iters = cfg.tv_iters or task.tv_iters
+    if row.method == "baseline":
+        return task.baseline(y)
+    if row.method == "tv":
+        return admm_tv(task.op, y, tv_weight(task.name, x.shape[-1]), max_iter=tv_iters, step_ratio=task.tv_step_ratio)
+    prior = priors[(row.prior, row.tile)]
+    if row.method == "pnp":
+        return pnp_admm(task.op, y, prior.image_denoiser(PNP_SIGMA, torch.Generator().manual_seed(args.seed)),
+                        iters=cfg.pnp_iters,
+                        x0=task.baseline(y)).clamp(0, 1)
+    budget = cfg.dds if row.sampler in ("dds", "ddnm", "pc") else cfg.dps
+    budget = budget | ({"rho": DDS_RHO[task.name]} if row.sampler == "dds" else {})
+    settings = SamplerSettings(sampler=row.sampler, zeta=ZETA_NORM[task.name] / task.op.norm(), seed=args.seed,
+                               **{k: v for k, v in budget.items() if k in SamplerSettings.__dataclass_fields__})
+    return reconstruct(prior, task.op, y, settings).clamp(0, 1)
+
+
+def load_priors(rows: list[Row], cfg: Config, args) -> dict:
+    priors = {}
+    for row in rows:
+        name = "patch" if row.method == "pnp" else row.prior
+        if row.method in ("pnp", "diffusion") and (name, row.tile) not in priors:
+            path = checkpoint(name, cfg, args)
+            if path is not None:
+                tile = None if row.tile == "whole" else row.tile if row.tile == "auto" else int(row.tile)
+                priors[(name, row.tile)] = patch_prior_from(padis3d.load_prior(path), (cfg.size,) * 2, tile)
+    return priors
+
+
+def run(args: argparse.Namespace) -> dict:
+    cfg = SMOKE if args.smoke else CONFIGS[args.config]
+    torch.set_num_threads(args.threads)
+    slices = args.slices or ([TEST_SLICES[0]] if args.smoke else list(TEST_SLICES))
+    bad = [k for k in slices if k not in TEST_SLICES]
+    if bad:
+        raise SystemExit(f"slices {bad} are not test slices {TEST_SLICES[0]}..{TEST_SLICES[-1]}")
+    images = torch.from_numpy(chest_ct_slices(slices, cfg.size))[:, None]
+    path = args.out.with_suffix(".json")
+    store = json.loads(path.read_text()) if path.exists() else {"results": {}}
+    store["versions"], store["config"] = library_versions(), asdict(cfg)
+    store["commands"] = sorted(set(store.get("commands", [])) | {" ".join(sys.argv)})
+    for study in args.studies:
+        tasks, rows = STUDIES[study]
+        rows = [r for r in rows if args.rows is None or r.label in args.rows]
+        tasks = [t for t in tasks if args.tasks is None or t in args.tasks]
+        priors = load_priors(rows, cfg, args)
+        for name in tasks:
+            task = make_task(name, cfg.size)
+            for row in rows:
+                if row.method in ("pnp", "diffusion") and ("patch" if row.method == "pnp" else row.prior,
+                                                           row.tile) not in priors:
+                    continue
+                spec = {"row": asdict(row), "config": asdict(cfg), "seed": args.seed, "task": name}
+                tag = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+                for k, x in zip(slices, images):
+                    key = f"{study}/{name}/{row.label}/{k}/{tag}"
+                    if key in store["results"]:
+                        continue
+                    y = task.measure(x[None], seed=k)
+                    t0 = time.perf_counter()
+                    rec = evaluate(row, task, x[None], y, cfg, priors, args)[0, 0]
+                    store["results"][key] = {"study": study, "task": name, "row": row.label, "slice": k,
+                                             "psnr": psnr(rec, x[0]), "ssim": ssim(rec, x[0]),
+                                             "seconds": time.perf_counter() - t0}
+                    write_json(path, store)
+                    r = store["results"][key]
+                    print(f"{key}: {r['psnr']:.2f} dB / {r['ssim']:.3f} in {r['seconds']:.1f} s", flush=True)
+    text = summary(store, slices, args.studies, cfg)
+    with atomic_path(args.out.with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+    print(text)
+    return store
+
+
+def summary(store: dict, slices: list[int], studies: list[str], cfg: Config) -> str:
+    """Markdown tables (mean PSNR / SSIM and seconds per slice) for each study."""
+    out = [f"Chest CT test slices {', '.join(map(str, slices))} at {cfg.size}²; PSNR dB / SSIM, mean over "
+           f"slices; s = seconds per slice. Samplers: DPS {cfg.dps}, DDS {cfg.dds}.", ""]
+    for study in studies:
+        tasks, rows = STUDIES[study]
+        cells: dict[tuple[str, str], list[dict]] = {}
+        for r in store["results"].values():
+            if r["study"] == study and r["slice"] in slices:
+                cells.setdefault((r["row"], r["task"]), []).append(r)
+        if not cells:
+            continue
+        out += [f"### {study}", "", "| row | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+        for row in rows:
+            vals = []
+            for t in tasks:
+                rs = cells.get((row.label, t), [])
+                n = "" if len(rs) == len(slices) else f" ({len(rs)}/{len(slices)})"
+                vals.append(f"{np.mean([r['psnr'] for r in rs]):.2f} / {np.mean([r['ssim'] for r in rs]):.3f}, "
+                            f"{np.mean([r['seconds'] for r in rs]):.0f} s{n}" if rs else "–")
+            if any(v != "–" for v in vals):
+                out.append(f"| {row.label} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    ap.add_argument("--studies", nargs="+", choices=list(STUDIES), default=list(STUDIES))
+    ap.add_argument("--tasks", nargs="+", default=None, help="restrict the tasks of every study")
+    ap.add_argument("--rows", nargs="+", default=None, help="restrict to these row labels")
+    ap.add_argument("--slices", type=int, nargs="+", default=None, help="default: all 23 test slices")
+    ap.add_argument("--train-hours", type=float, default=0.0,
+                    help="wall hours per ablation checkpoint to train now (0: use only trained ones)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="training run folders (resumable)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="seconds: 1 slice, 2 sampler levels, tiny ablation nets")
+    ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
+    run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

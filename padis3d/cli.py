@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     from padis3d.reconstruct_cli import (add_reconstruct_arguments, add_sample_arguments, run_reconstruct,
                                          run_sample)
 
-    p = sub.add_parser("reconstruct", help="solve a 2D inverse problem (ct, ct-fan, deblur, sr) with a prior")
+    p = sub.add_parser("reconstruct", help="solve an inverse problem with a prior: 2D (ct, ct-fan, deblur, sr) "
+                                           "or volumes (ct3d-parallel, denoise)")
     add_reconstruct_arguments(p)
     p.set_defaults(run=run_reconstruct)
 

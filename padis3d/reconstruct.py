@@ -20,7 +20,8 @@ class SamplerSettings:
     karras); ``inner`` iterations per level (PaDIS, Langevin); ``zeta``: data step (PaDIS:
     ``x -= ζ ∇||A crop(D) - y||``); ``epsilon``: Langevin step ``α = ε σ²``; ``init``: start
     from noise or from the baseline plus ``sigma_max`` noise; ``eta``: DDNM/DDS re-noising;
-    ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG steps."""
+    ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG steps (``cg_iters`` also
+    sets the least-squares steps that stand in for ``A†`` in DDNM when ``A.pinv`` is not exact)."""
 
     sampler: str = "padis"
     steps: int = 40
@@ -74,7 +75,7 @@ def sampler_options(settings: SamplerSettings) -> dict[str, Any]:
         "padis": {"zeta": s.zeta, "normalize_step": s.normalize_step, "inner": s.inner, "epsilon": s.epsilon},
         "langevin": {"zeta": s.zeta, "inner": s.inner, "epsilon": s.epsilon},
         "pc": {"zeta": s.zeta},
-        "ddnm": {"eta": s.eta},
+        "ddnm": {"eta": s.eta, "cg_iters": s.cg_iters},
         "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters},
     }[s.sampler]
 

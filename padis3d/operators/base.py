@@ -93,6 +93,8 @@ class LinearOperator:
         """``Aᵀ A x``."""
         return self.adjoint(self.forward(x))
 
+    pinv_is_exact = True  # False where pinv is a stand-in (CT: FBP); VE-DDNM then solves least squares
+
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """Pseudo-inverse (or FBP) where the operator has one."""
         raise PadisError(f"{type(self).__name__} has no pseudo-inverse; use a solver from padis3d.baselines")

@@ -115,6 +115,8 @@ def _stack_map(fn, t: torch.Tensor) -> torch.Tensor:
 class _CT2D(LinearOperator):
     """Shared 2D machinery: astra geometry -> operator on ``(n, n)`` images."""
 
+    pinv_is_exact = False  # pinv is FBP (parallel) or truncated CG (fan)
+
     def __init__(self, image_size: int, proj_geom: dict, projector: str,
                  device: str | torch.device | None, use_cuda: bool | None) -> None:
         import astra
@@ -258,6 +260,8 @@ class ParallelBeam3D(LinearOperator):
     Exact as slice-by-slice 2D projection (the rays never leave their axial slice), so it
     runs on astra's 2D CPU projectors; keyword arguments are those of :class:`ParallelBeam2D`.
     """
+
+    pinv_is_exact = False
 
     def __init__(self, volume_shape: Sequence[int], **kwargs) -> None:
         d, h, w = (int(s) for s in volume_shape)

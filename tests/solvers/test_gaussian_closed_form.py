@@ -79,6 +79,33 @@ def test_ddnm_is_exactly_consistent_with_noiseless_data():
     assert error < 0.1 and error < 0.25 * (MEAN - post_mean).abs().max()
 
 
+class StandInPinv:
+    """The problem's operator with a wrong ``pinv`` (the adjoint), flagged as a stand-in the way
+    CT's FBP is: DDNM must then solve least squares itself."""
+
+    pinv_is_exact = False
+
+    def __init__(self, op):
+        self.op = op
+
+    def __call__(self, x):
+        return self.op(x)
+
+    def adjoint(self, y):
+        return self.op.adjoint(y)
+
+    pinv = adjoint
+
+
+def test_ddnm_solves_least_squares_when_pinv_is_a_stand_in():
+    op, y, _, _ = problem(noise_std=1e-9)
+    kwargs = dict(operator=StandInPinv(op), y=y.expand(CHAINS, 1, -1), generator=torch.Generator().manual_seed(3))
+    out = ve_ddnm(prior(), start(10), geometric_sigmas(10, 0.01, 30), cg_iters=8, **kwargs)
+    assert (op(out) - y).abs().max() < 1e-8  # each 2x4 block is solved in <= 2 CG steps per group
+    with pytest.raises(Exception, match="cg_iters must be >= 1"):
+        ve_ddnm(prior(), start(10), geometric_sigmas(10, 0.01, 3), cg_iters=0, **kwargs)
+
+
 def test_padis_dps_step_is_algorithm_1():
     """One level, one inner iteration, checked against the formulas by hand."""
     p = prior()

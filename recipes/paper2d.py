@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
     store = json.loads(path.read_text()) if path.exists() else {"results": {}}
     store["versions"], store["config"] = library_versions(), asdict(cfg)
     store["commands"] = sorted(set(store.get("commands", [])) | {" ".join(sys.argv)})
-    for study in args.studies:
+    for study in [] if args.report else args.studies:
         tasks, rows = STUDIES[study]
         rows = [r for r in rows if args.rows is None or r.label in args.rows]
         tasks = [t for t in tasks if args.tasks is None or t in args.tasks]
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="seconds: 1 slice, 2 sampler levels, tiny ablation nets")
+    ap.add_argument("--report", action="store_true", help="compute nothing: write OUT.md from the results in OUT.json")
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     run(ap.parse_args(argv))
 

@@ -33,6 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's padis3d, also in the child runs (PYTHONPATH)
+
+from padis3d.memory import wait_polling_peak  # noqa: E402
 SIDE = 64
 
 
@@ -69,23 +71,12 @@ def synthetic_volume(path: Path, nz: int, rows: int = 256) -> int:
     return nz * SIDE * SIDE * 4
 
 
-def vm_hwm_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
-
-
 def measure(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd`` (repository on the import path); its polled peak memory (MiB) and wall time (s)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, vm_hwm_mb(proc.pid))
-        time.sleep(0.05)
+    peak = wait_polling_peak(proc)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()[-3000:]}")
@@ -98,8 +89,8 @@ import dask, matplotlib, nibabel, skimage.transform, torch, zarr
 import padis3d.cli, padis3d.volume_cli, padis3d.volume, padis3d.metrics
 from padis3d import load_prior
 load_prior(sys.argv[1])
-with open("/proc/self/status") as f:
-    print(next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024)
+from padis3d.memory import vm_hwm_mb
+print(vm_hwm_mb())
 """
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import shutil
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +26,7 @@ import zarr
 
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
+from padis3d.memory import peak_rss_mb
 from padis3d.reconstruct_cli import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
 
 VOLUME_TASKS = ("ct3d-parallel", "denoise")
@@ -77,21 +76,6 @@ def panels(path: Path, volumes: list[tuple[str, tuple[np.ndarray, np.ndarray, np
             ax.set_axis_off()
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB: ``VmHWM`` of ``/proc/self/status``
-    (the high-water mark of this program's own address space), else ``ru_maxrss``. Linux's
-    ``ru_maxrss`` also counts the address space of the process that spawned this one as it was
-    before ``exec``, so a large parent would inflate it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
 
 def run_reconstruct_volume(args: argparse.Namespace) -> int:

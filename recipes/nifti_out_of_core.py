@@ -46,18 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 from padis3d.atomic import write_json  # noqa: E402
 from padis3d.errors import PadisError  # noqa: E402
+from padis3d.memory import wait_polling_peak  # noqa: E402
 
 FIXED_OVERHEAD_MB = 500  # interpreter, torch, dask, zarr, nibabel, matplotlib and their buffers
 CHECKPOINT = ROOT / "checkpoints" / "chest128_patch.pt"
-
-
-def vm_hwm_mb(pid: int) -> float:
-    """Peak resident memory of a running process in MiB (``/proc/PID/status``; 0 if gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
 
 
 def input_shape(path: Path) -> tuple[int, int, int]:
@@ -146,10 +138,7 @@ def run(args: argparse.Namespace) -> int:
     print("running: " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
-    polled = 0.0
-    while proc.poll() is None:
-        polled = max(polled, vm_hwm_mb(proc.pid))
-        time.sleep(0.1)
+    polled = wait_polling_peak(proc, interval=0.1)
     if proc.returncode != 0:
         raise PadisError(f"the reconstruction failed (exit {proc.returncode}); rerun the same command to resume")
     wall = time.perf_counter() - t0

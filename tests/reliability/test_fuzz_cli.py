@@ -82,4 +82,7 @@ def test_input_shapes_never_crash(files, tmp_path, shape, fill, task, size):  # 
     argv = ["reconstruct", "--checkpoint", str(files / "tiny.pt"), "--input", str(path), "--task", task,
             "--size", str(size), "--steps", "1", "--inner", "1", "--band", "4", "--threads", "1", "--no-progress",
             "--out", str(out)]
-    check(*run_cli(argv), out)
+    rc, err = run_cli(argv)
+    check(rc, err, out)
+    if fill == "nan":  # NaN input (or an empty array) is always refused, never reconstructed
+        assert rc == 2, err

@@ -14,33 +14,21 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
+from padis3d.memory import wait_polling_peak
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 
 GROWTH_LIMIT_MB = 24
-
-
-def vm_hwm_mb(pid: int) -> float:
-    """``VmHWM`` of a running process in MiB (0 once it has exited)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
 
 
 def peak_rss_mb(cmd: list[str], report: str) -> float:
     """Run ``cmd``; its peak resident memory in MiB (max of polling and its own report)."""
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    polled = 0.0
-    while proc.poll() is None:
-        polled = max(polled, vm_hwm_mb(proc.pid))
-        time.sleep(0.05)
+    polled = wait_polling_peak(proc)
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
     return max(polled, json.loads(open(report).read())["memory"]["peak_rss_mb"])
 

@@ -58,6 +58,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--res-blocks", type=int, default=None)
     a("--steps", type=int, default=1000, help="total steps (counting resumed ones)")
     a("--hours", type=float, default=None, help="stop this run after this wall time (a checkpoint is written)")
+    a("--budget-hours", type=float, default=None,
+      help="stop when the run folder's total training time reaches this, resumed runs included: CPU hours "
+           "on CPU (independent of other jobs on the machine), wall hours on CUDA")
     a("--lr", type=float, default=None)
     a("--ema-halflife", type=float, default=None, help="EMA half-life in patches")
     a("--grad-clip", type=float, default=5.0, help="gradient-norm clip (guards spikes)")
@@ -144,6 +147,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise PadisError(f"patch sizes {bad} must be divisible by {config.multiple} for a UNet with "
                          f"{len(config.features)} levels")
     settings = TrainSettings(steps=args.steps, time_limit=None if args.hours is None else args.hours * 3600,
+                             budget=None if args.budget_hours is None else args.budget_hours * 3600,
+                             budget_clock="wall" if str(args.device).startswith("cuda") else "cpu",
                              lr=args.lr or preset["lr"], ema_halflife_patches=args.ema_halflife or preset["ema_halflife"],
                              grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_minutes * 60,
                              progress=not args.no_progress)

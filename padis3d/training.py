@@ -36,7 +36,9 @@ class TrainSettings:
     """Optimisation settings (stored in the checkpoint meta). Durations in seconds."""
 
     steps: int = 1000
-    time_limit: float | None = None
+    time_limit: float | None = None  # wall seconds of this run
+    budget: float | None = None  # total seconds of the run folder, resumed runs included, on ``budget_clock``
+    budget_clock: str = "cpu"  # "cpu": process CPU time (summed over ranks), "wall": wall time
     lr: float = 2e-4
     lr_warmup_steps: int = 200
     ema_halflife_patches: float = 20_000
@@ -150,7 +152,8 @@ def save_checkpoints(state: TrainState, meta: dict, out_dir: Path, exports: list
 
 def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out_dir: str | Path,
           data: dict, exports: list[str | Path] = (), extra_meta: dict | None = None) -> TrainState:
-    """Train until ``settings.steps`` total steps or ``settings.time_limit`` seconds of this run."""
+    """Train until ``settings.steps`` total steps, ``settings.time_limit`` seconds of this run, or the
+    run folder's total ``settings.budget`` seconds (CPU or wall clock; a finished budget trains nothing)."""
     from tqdm import tqdm
 
     rank, world = dist_info()
@@ -189,7 +192,8 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
             save_checkpoints(state, build_meta(state, settings, sampler, data, extra_meta), out_dir, exports)
 
     try:
-        while state.step < settings.steps:
+        spent_before = state.cpu_seconds if settings.budget_clock == "cpu" else state.wall_seconds
+        while state.step < settings.steps and (settings.budget is None or spent_before < settings.budget):
             batch = sampler.sample(state.generator)
             sigma, noise = draw_sigma_noise(tuple(batch.patches.shape), state.generator,
                                             settings.p_mean, settings.p_std)
@@ -199,10 +203,13 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
             loss = edm_loss(net, batch.patches[part].to(dev), pos, sigma[part].to(dev), noise[part].to(dev),
                             state.model.config.sigma_data)
             elapsed = time.monotonic() - t0
+            spent = (state.cpu_seconds + (time.process_time() - cpu_mark) * world if settings.budget_clock == "cpu"
+                     else state.wall_seconds + time.monotonic() - wall_mark)
             flags = torch.tensor([loss.item() / world,
                                   float(rank == 0 and time.monotonic() - last_ckpt >= settings.checkpoint_every),
                                   float(stop["flag"] or (rank == 0 and settings.time_limit is not None
-                                                         and elapsed >= settings.time_limit))],
+                                                         and elapsed >= settings.time_limit)
+                                        or (rank == 0 and settings.budget is not None and spent >= settings.budget))],
                                  dtype=torch.float64)
             if world > 1:
                 dist.all_reduce(flags)

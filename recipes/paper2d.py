@@ -8,12 +8,15 @@ Studies (``--studies``, default all):
   Algorithm 1 (DPS + Langevin) and with the DDS data step (Tweedie + CG, DDIM re-noising).
 * ``patch-size``: CT 20 with the patch prior at reconstruction tiles 16 / 32 / 48 / whole.
 * ``sampler``: CT 20 with the patch prior: Langevin, predictor-corrector, VE-DDNM, PaDIS, DDS.
-* ``positions``: CT 20, the patch prior trained without position channels (same budget).
+* ``positions``: CT 20, patch priors trained with and without position channels (same data, same budget).
 * ``data-size``: CT 20, patch vs whole-image priors trained on 12 / 25 / 50 / 100 slices.
 
-Resumable: each (study, task, row, slice) result is kept in ``OUT.json`` and skipped on a
-rerun with the same settings; checkpoints a study needs are trained (``--train-hours`` per
-checkpoint, resumable with the run folder under ``--runs``) or reused. Writes ``OUT.md``.
+The ablation priors are trained here, each to the same total budget ``--train-budget H``
+(CPU hours on CPU, so other jobs on the machine do not change it; wall hours on CUDA),
+``--train-jobs J`` at a time, in resumable run folders under ``--runs``; a prior that has
+its budget is reused. Resumable: each (study, task, row, slice) result is kept in
+``OUT.json`` (keyed by the settings and the prior's training steps) and skipped on a rerun.
+Writes ``OUT.md`` and the figures ``OUT_ablations.png`` and ``OUT_reconstructions.png``.
 
     python recipes/paper2d.py --out results/paper2d                       # everything (CPU-hours)
     python recipes/paper2d.py --studies main --slices 115 125 --out results/paper2d_quick
@@ -43,7 +46,7 @@ from padis3d.baselines.pnp import pnp_admm  # noqa: E402
 from padis3d.baselines.tasks import make_task  # noqa: E402
 from padis3d.baselines.tv import admm_tv  # noqa: E402
 from padis3d.baselines.tv_weights import tv_weight  # noqa: E402
-from padis3d.checkpoint import library_versions  # noqa: E402
+from padis3d.checkpoint import library_versions, read_checkpoint  # noqa: E402
 from padis3d.metrics import psnr, ssim  # noqa: E402
 from padis3d.prior import patch_prior_from  # noqa: E402
 from padis3d.reconstruct import SamplerSettings, reconstruct  # noqa: E402
@@ -66,7 +69,7 @@ class Config:
 
 CONFIGS = {
     "cpu": Config(),
-    # The paper: 256², P = 56, ~59M parameters (trained here with --train-hours on CUDA);
+    # The paper: 256², P = 56, ~59M parameters (trained here with --train-budget on CUDA);
     # 100 levels x 10 Langevin steps from σ = 10.
     "gpu": Config(size=256, patch="runs/paper-gpu_patch/prior.pt", whole="runs/paper-gpu_whole/prior.pt",
                   train_preset="paper-gpu", dps={"steps": 100, "inner": 10, "sigma_max": 10.0},
@@ -106,7 +109,7 @@ STUDIES: dict[str, tuple[tuple[str, ...], list[Row]]] = {
         diffusion("PaDIS (patches), DPS", "patch"), diffusion("PaDIS (patches), DDS", "patch", "dds")]),
     "patch-size": (("ct20",), [diffusion(f"tile {t}", "patch", "dds", t) for t in ("16", "32", "48", "whole")]),
     "sampler": (("ct20",), [diffusion(s, "patch", s) for s in ("langevin", "pc", "ddnm", "padis", "dds")]),
-    "positions": (("ct20",), [diffusion("with positions", "patch", "dds"),
+    "positions": (("ct20",), [diffusion("with positions", "patch100", "dds"),
                               diffusion("without positions", "nopos", "dds")]),
     "data-size": (("ct20",), [diffusion(f"{kind} {n} slices", f"{kind}{n}", "dds")
                               for n in (12, 25, 50, 100) for kind in ("patch", "whole")]),
@@ -127,29 +130,66 @@ def train_args(name: str, cfg: Config, smoke: bool) -> list[str]:
     return base + ["--mode", kind] + (["--subset", n] if n else []) + (["--batch", "2"] if kind == "whole" else [])
 
 
-def checkpoint(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
-    """The checkpoint file of prior ``name``: the configuration's shipped file for ``patch`` /
-    ``whole`` when it exists, else a run under ``--runs``, trained (resumably) if ``--train-hours`` allows."""
-    if name in ("patch", "whole"):
-        shipped = ROOT / getattr(CONFIGS["cpu"] if args.smoke else cfg, name)
-        if shipped.exists():
-            return shipped
-    tag = "smoke" if args.smoke else cfg.train_preset
-    out = args.runs / f"{tag}_{name}"
-    prior = out / "prior.pt"
-    if prior.exists() and (args.smoke or args.train_hours <= 0):
-        return prior
-    if args.train_hours <= 0 and not args.smoke:
-        print(f"skipping rows with prior {name!r}: not trained yet (pass --train-hours H)", flush=True)
+def run_folder(name: str, cfg: Config, args: argparse.Namespace) -> Path:
+    return args.runs / f"{'smoke' if args.smoke else cfg.train_preset}_{name}"
+
+
+def shipped(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
+    """The configuration's shipped checkpoint for ``patch`` / ``whole`` if it exists."""
+    path = ROOT / getattr(CONFIGS["cpu"] if args.smoke else cfg, name) if name in ("patch", "whole") else None
+    return path if path is not None and path.exists() else None
+
+
+def train_command(name: str, cfg: Config, args: argparse.Namespace) -> list[str] | None:
+    """The ``padis3d train`` command that brings prior ``name`` to its budget, or None if it has it
+    (or is shipped, or no budget was given)."""
+    out = run_folder(name, cfg, args)
+    if shipped(name, cfg, args) is not None:
+        return None
+    if (out / "prior.pt").exists():
+        if args.smoke or args.train_budget <= 0:
+            return None
+        meta = read_checkpoint(out / "prior.pt")["meta"]
+        spent = meta.get("cpu_seconds" if cfg.train_preset == "cpu" else "wall_seconds", 0.0)
+        if spent >= args.train_budget * 3600:
+            return None
+    if args.train_budget <= 0 and not args.smoke:
         return None
     cmd = [sys.executable, "-m", "padis3d.train_cli", *train_args(name, cfg, args.smoke), "--out", str(out)]
     if not args.smoke:
-        cmd += ["--steps", "1000000", "--hours", str(args.train_hours)]
-    if (out / "state.pt").exists():
-        cmd.append("--resume")
-    print("training:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    return prior
+        cmd += ["--steps", "1000000", "--budget-hours", str(args.train_budget), "--no-progress"]
+    return cmd + (["--resume"] if (out / "state.pt").exists() else [])
+
+
+def train_missing(names: list[str], cfg: Config, args: argparse.Namespace) -> None:
+    """Train the priors that lack their budget, ``--train-jobs`` processes at a time (logs in the run folders)."""
+    todo = [(n, c) for n in dict.fromkeys(names) if (c := train_command(n, cfg, args)) is not None]
+    running: list[tuple[str, subprocess.Popen]] = []
+    while todo or running:
+        while todo and len(running) < max(1, args.train_jobs):
+            name, cmd = todo.pop(0)
+            folder = run_folder(name, cfg, args)
+            folder.mkdir(parents=True, exist_ok=True)
+            print(f"training {name}: {' '.join(cmd)}  (log: {folder / 'train.log'})", flush=True)
+            with open(folder / "train.log", "a") as log:
+                running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(0.2 if args.smoke else 5)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                if proc.returncode:
+                    raise SystemExit(f"training {name} failed (exit {proc.returncode}): see "
+                                     f"{run_folder(name, cfg, args) / 'train.log'}")
+                print(f"trained {name}", flush=True)
+
+
+def checkpoint(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
+    """The checkpoint file of prior ``name`` (shipped or trained under ``--runs``), None if not trained."""
+    path = shipped(name, cfg, args) or run_folder(name, cfg, args) / "prior.pt"
+    if not path.exists():
+        print(f"skipping rows with prior {name!r}: not trained yet (pass --train-budget H)", flush=True)
+        return None
+    return path
 
 
 def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, priors: dict, args) -> torch.Tensor:
@@ -158,7 +198,7 @@ def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, prio
         return task.baseline(y)
     if row.method == "tv":
         return admm_tv(task.op, y, tv_weight(task.name, x.shape[-1]), max_iter=tv_iters, step_ratio=task.tv_step_ratio)
-    prior = priors[(row.prior, row.tile)]
+    prior = priors[("patch" if row.method == "pnp" else row.prior, row.tile)][0]
     if row.method == "pnp":
         return pnp_admm(task.op, y, prior.image_denoiser(PNP_SIGMA, torch.Generator().manual_seed(args.seed)),
                         iters=cfg.pnp_iters,
@@ -171,6 +211,9 @@ def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, prio
 
 
 def load_priors(rows: list[Row], cfg: Config, args) -> dict:
+    """``{(prior name, tile): (PatchPrior, training steps)}`` for the rows' priors (training what lacks its budget)."""
+    train_missing(["patch" if r.method == "pnp" else r.prior for r in rows if r.method in ("pnp", "diffusion")],
+                  cfg, args)
     priors = {}
     for row in rows:
         name = "patch" if row.method == "pnp" else row.prior
@@ -178,7 +221,9 @@ def load_priors(rows: list[Row], cfg: Config, args) -> dict:
             path = checkpoint(name, cfg, args)
             if path is not None:
                 tile = None if row.tile == "whole" else row.tile if row.tile == "auto" else int(row.tile)
-                priors[(name, row.tile)] = patch_prior_from(padis3d.load_prior(path), (cfg.size,) * 2, tile)
+                loaded = padis3d.load_prior(path)
+                steps = None if shipped(name, cfg, args) else loaded.meta.get("steps")
+                priors[(name, row.tile)] = (patch_prior_from(loaded, (cfg.size,) * 2, tile), steps)
     return priors
 
 
@@ -206,6 +251,9 @@ def run(args: argparse.Namespace) -> dict:
                                                            row.tile) not in priors:
                     continue
                 spec = {"row": asdict(row), "config": asdict(cfg), "seed": args.seed, "task": name}
+                steps = priors.get(("patch" if row.method == "pnp" else row.prior, row.tile), (None, None))[1]
+                if steps is not None:  # a prior trained here: results follow its training length
+                    spec["prior_steps"] = steps
                 tag = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
                 for k, x in zip(slices, images):
                     key = f"{study}/{name}/{row.label}/{k}/{tag}"
@@ -260,8 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tasks", nargs="+", default=None, help="restrict the tasks of every study")
     ap.add_argument("--rows", nargs="+", default=None, help="restrict to these row labels")
     ap.add_argument("--slices", type=int, nargs="+", default=None, help="default: all 23 test slices")
-    ap.add_argument("--train-hours", type=float, default=0.0,
-                    help="wall hours per ablation checkpoint to train now (0: use only trained ones)")
+    ap.add_argument("--train-budget", type=float, default=0.0,
+                    help="total hours per ablation prior, resumed runs included (CPU hours on CPU, wall hours on "
+                         "CUDA); 0: only use priors already trained")
+    ap.add_argument("--train-jobs", type=int, default=1, help="ablation priors trained at once (one thread each)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="training run folders (resumable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)

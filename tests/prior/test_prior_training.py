@@ -75,6 +75,21 @@ def test_resume_continues_bit_identically(tmp_path):
             assert torch.equal(pa, pb), name
 
 
+def test_budget_counts_the_run_folder_total_and_a_spent_budget_trains_nothing(tmp_path):
+    sampler = PatchSampler(blob_images(4, 16), [8], batch=4)
+    budget = settings(10_000, budget=0.5)  # CPU seconds; the step total is out of reach
+    first = train(new_state(tiny_config(), budget), sampler, budget, tmp_path, DATA)
+    assert 0 < first.step < 10_000 and first.cpu_seconds >= 0.5
+    state, _ = resume_state(tmp_path / "state.pt", budget)
+    weights = [p.clone() for p in state.model.parameters()]
+    again = train(state, sampler, budget, tmp_path, DATA)
+    assert again.step == first.step
+    assert all(torch.equal(a, b) for a, b in zip(weights, again.model.parameters()))
+    more = settings(10_000, budget=first.cpu_seconds + 0.3)
+    state, _ = resume_state(tmp_path / "state.pt", more)
+    assert train(state, sampler, more, tmp_path, DATA).step > first.step
+
+
 def test_resume_from_prior_file_warns_and_keeps_weights(tmp_path):
     sampler = PatchSampler(blob_images(4, 16), [8], batch=4)
     done = train(new_state(tiny_config(), settings(4)), sampler, settings(4), tmp_path / "a", DATA)

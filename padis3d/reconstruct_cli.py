@@ -16,7 +16,8 @@ import torch
 from padis3d.atomic import atomic_path, save_figure, write_json
 from padis3d.errors import PadisError
 
-TASKS = ("ct", "ct-fan", "deblur", "sr", "ct3d-parallel", "denoise")
+VOLUME_TASKS = ("ct3d-parallel", "ct3d-cone", "denoise")
+TASKS = ("ct", "ct-fan", "deblur", "sr", *VOLUME_TASKS)
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str], default_sampler: str) -> None:
@@ -105,7 +106,8 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm", "dds"], "padis")
     a = p.add_argument
     a("--task", choices=TASKS, default="ct", help="2D: ct, ct-fan, deblur, sr; volumes (out of core, "
-      "resumable): ct3d-parallel (sparse view or limited angle via --views/--span-deg), denoise")
+      "resumable): ct3d-parallel (sparse view or limited angle via --views/--span-deg), ct3d-cone (astra "
+      "CUDA only; the data step holds the volume in memory), denoise")
     a("--input", default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
       "NIfTI, DICOM, PNG/JPEG folder or file, .npy")
     a("--slice", type=int, default=None, help="slice of a volume (default: 120 of the chest CT, else the middle)")
@@ -115,7 +117,7 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--measured", type=Path, default=None, help=".npy measurements (sinogram / blurred / low-res image) "
       "instead of simulating them from --input, which is then only the reference")
     a("--views", type=int, default=20, help="CT views (default: %(default)s)")
-    a("--span-deg", type=float, default=None, help="CT angular span in degrees (default 180; fan 360)")
+    a("--span-deg", type=float, default=None, help="CT angular span in degrees (default 180; fan and cone 360)")
     a("--noise", type=float, default=None, help="Gaussian noise std on the measurements "
       "(default: 0 for CT, 0.01 for deblur/sr)")
     a("--kernel", type=int, default=9, help="uniform blur kernel size (default: %(default)s)")
@@ -127,7 +129,7 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--eta", type=float, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
     a("--rho", type=float, default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
     a("--cg-iters", type=int, default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
-    v = p.add_argument_group("volumes (ct3d-parallel, denoise)")
+    v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
     v.add_argument("--slices", type=int, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
     v.add_argument("--band", type=int, default=16, help="slices per chunk of work and zarr chunk (default 16)")
     v.add_argument("--work-dir", type=Path, default=None, help="state buffers for resuming (default OUT/work); "
@@ -219,7 +221,7 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    if args.task in ("ct3d-parallel", "denoise"):
+    if args.task in VOLUME_TASKS:
         from padis3d.volume_cli import run_reconstruct_volume
 
         return run_reconstruct_volume(args)

@@ -6,6 +6,9 @@ The sampler state is a canvas-sized zarr array on disk, chunked along z. Each no
 part of ``D`` is made data-consistent by CG on ``||A x - y||² + ρ||x - D||²`` (parallel-beam
 CT is separable by slice, so each band needs only its own sinogram rows) and the next state
 is written to the other of two state buffers; (3) the step index is committed atomically.
+An operator that is not separable by slice (cone beam) gets the whole image region at once in
+step (2) (``separable=False``: the volume and its projections must fit in memory), while the
+denoiser and the re-noising still stream band by band.
 A run killed at any moment resumes from the last committed step and, because every random
 draw is a pure function of ``(seed, step, band)``, ends with exactly the uninterrupted result.
 dask schedules the band work: threads by default, or a ``distributed.Client``.
@@ -74,6 +77,12 @@ def check_volume_budget(prior: PatchPrior, settings: VolumeSettings) -> None:
                           settings.memory_budget)
 
 
+def whole_volume_bytes(volume: tuple[int, ...], projections: tuple[int, ...]) -> int:
+    """Memory of a whole-volume CG data step in float32: the image region, its CG vectors
+    (x, r, p, A p, right-hand side, ...: 8 copies) and the projections (y and two A x)."""
+    return 4 * (8 * math.prod(volume) + 3 * math.prod(projections))
+
+
 SHIFTS, NOISE = 1, 2  # independent random streams
 
 
@@ -95,24 +104,36 @@ class VolumeRun:
     """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
 
     def __init__(self, prior: PatchPrior, slice_operator: Any, y: np.ndarray | zarr.Array, work_dir: str | Path,
-                 settings: VolumeSettings, scheduler: Any = None, tag: str = ""):
+                 settings: VolumeSettings, scheduler: Any = None, tag: str = "", separable: bool = True):
         """``y``: measurements ``(Z, *slice_operator.out_shape)``; ``tag``: an identity of their
         contents (e.g. a hash of how they were made) that, like the settings, must match for a
-        rerun to resume instead of starting over."""
+        rerun to resume instead of starting over. ``separable=False``: ``slice_operator`` maps the
+        whole volume ``(1, 1, Z, Y, X) -> (1, 1, *out_shape)`` and ``y`` has its ``out_shape``."""
         g = prior.grid
         if g.ndim != 3:
             raise PadisError(f"a volume run needs a 3D prior grid, got {g}")
         z, views_bins = g.shape[0], tuple(slice_operator.out_shape)
-        if tuple(y.shape) != (z, *views_bins):
+        expected = (z, *views_bins) if separable else views_bins
+        if tuple(y.shape) != expected:
             raise PadisError(f"measurements of shape {tuple(y.shape)} do not match the volume: expected "
-                             f"({z}, {', '.join(map(str, views_bins))}) for {z} slices")
-        if tuple(slice_operator.in_shape) != g.shape[1:]:
-            raise PadisError(f"the slice operator takes {slice_operator.in_shape} images, the volume has "
-                             f"{g.shape[1:]} slices")
+                             f"{expected}" + (f" for {z} slices" if separable else " (the operator's output)"))
+        takes = tuple(slice_operator.in_shape)
+        if takes != (g.shape[1:] if separable else g.shape):
+            raise PadisError(f"the {'slice ' if separable else ''}operator takes {takes} "
+                             f"{'images' if separable else 'volumes'}, the volume is {g.shape}")
         self.prior, self.op, self.y, self.settings, self.scheduler = prior, slice_operator, y, settings, scheduler
+        self.separable, self._estimate = separable, None
         check_volume_budget(prior, settings)
+        if not separable and settings.memory_budget is not None:
+            need = whole_volume_bytes(g.shape, views_bins)
+            if need > settings.memory_budget:
+                raise PadisError(f"the data step of an operator that is not separable by slice (cone beam) holds "
+                                 f"the whole volume and its projections: about {need / 2**20:.2f} MiB, over the "
+                                 f"memory budget of {settings.memory_budget / 2**20:.2f} MiB; raise the budget")
         self.dir = Path(work_dir)
         identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
+        if not separable:
+            identity["operator"] = repr(slice_operator)
         if tag:
             identity["tag"] = tag
         fingerprint = json.dumps(identity, sort_keys=True)
@@ -188,7 +209,10 @@ class VolumeRun:
         mz = g.pad[0]
         lo, hi = max(a, mz), min(b, mz + g.shape[0])  # image slices inside this band
         corrected = d.clone()
-        if hi > lo:
+        if hi > lo and not self.separable:
+            inner = (slice(lo - a, hi - a), *g.image_slices()[1:])
+            corrected[inner] = torch.from_numpy(self._estimate[lo - mz:hi - mz]).double()
+        elif hi > lo:
             inner = (slice(lo - a, hi - a), *g.image_slices()[1:])
             y = torch.from_numpy(np.asarray(self.y[lo - mz:hi - mz], dtype=np.float32))[:, None]
             est = data_consistency(self.op, y, d[inner][:, None].float(), s.rho, s.cg_iters)
@@ -198,6 +222,13 @@ class VolumeRun:
             nxt = sigmas[step + 1]
             corrected = corrected + nxt * (s.eta * z + math.sqrt(1 - s.eta ** 2) * (x - d) / sigmas[step])
         dst[a:b] = corrected.float().numpy()
+
+    def _whole_volume_consistency(self) -> np.ndarray:
+        """The data step on the whole image region of ``denoised`` (non-separable operators)."""
+        g, s = self.prior.grid, self.settings
+        d = torch.from_numpy(np.asarray(self.denoised[g.image_slices()], dtype=np.float32))[None, None]
+        y = torch.from_numpy(np.asarray(self.y[...], dtype=np.float32))[None, None]
+        return data_consistency(self.op, y, d, s.rho, s.cg_iters)[0, 0].numpy()
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, output: zarr.Array, callback: Callable[[dict], None] | None = None) -> zarr.Array:
@@ -224,7 +255,10 @@ class VolumeRun:
                             device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
                             scheduler=self.scheduler,
                             fn_bytes_per_tile=0 if s.memory_budget is None else self.prior.network_bytes())
+            if not self.separable:
+                self._estimate = self._whole_volume_consistency()
             self._run(self._step_band, step, src, dst)
+            self._estimate = None
             self._commit(step + 1)
             _forget_task_names()
             if callback is not None:

@@ -1,4 +1,4 @@
-"""``padis3d reconstruct`` for volumes (tasks ``ct3d-parallel`` and ``denoise``): a NIfTI /
+"""``padis3d reconstruct`` for volumes (tasks ``ct3d-parallel``, ``ct3d-cone`` and ``denoise``): a NIfTI /
 zarr / DICOM / npy volume in, an out-of-core resumable DDS run (:mod:`padis3d.volume`),
 the reconstruction out in the input's format (NIfTI keeps its affine and header), with
 per-plane metrics in ``report.json`` and axial/coronal/sagittal panels in ``panels.png``.
@@ -9,7 +9,12 @@ slices into zarr work arrays, with the measurements and the baseline
 (:func:`padis3d.metrics.volume_metrics_banded`); the output is written band by band
 (:mod:`padis3d.io.volume_stream`); the panels read three planes. Band sizes come from
 ``--memory-budget-mb``, so peak memory is the budget plus the model plus a fixed overhead,
-whatever the number of slices."""
+whatever the number of slices.
+
+``ct3d-cone`` (astra CUDA only) is not separable by slice: its projections, the least-squares
+baseline (CGLS) and the data step of every level hold the whole volume in memory
+(:class:`padis3d.volume.VolumeRun` with ``separable=False``); the input, the denoiser passes,
+the metrics and the output still stream."""
 
 from __future__ import annotations
 
@@ -28,8 +33,27 @@ from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
 from padis3d.memory import peak_rss_mb
 from padis3d.reconstruct_cli import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
+CGLS_ITERS = 20  # the cone-beam baseline: least squares by CG on the normal equations, from zero
 
-VOLUME_TASKS = ("ct3d-parallel", "denoise")
+
+def cone_operator(shape: tuple[int, int, int], views: int, span: float):
+    """The cone-beam operator of ``ct3d-cone`` (a PadisError without astra CUDA)."""
+    from padis3d.operators import ConeBeam3D
+
+    return ConeBeam3D(shape, views=views, span=span)
+
+
+def cone_measurements(op, truth: np.ndarray, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Projections of the whole volume (plus Gaussian noise of std ``noise``, seed ``seed + 1``)
+    and the CGLS baseline clipped to [0, 1]."""
+    from padis3d.baselines.cg import conjugate_gradient
+
+    with torch.no_grad():
+        y = op(torch.from_numpy(np.ascontiguousarray(truth, dtype=np.float32))[None, None])
+        if noise:
+            y = y + noise * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1))
+        base = conjugate_gradient(op.normal, op.adjoint(y), iters=CGLS_ITERS)
+    return y[0, 0].numpy(), base[0, 0].clamp(0, 1).numpy()
 
 
 class IdentitySlices:
@@ -116,6 +140,19 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     if min(shape) < MIN_SIDE:  # the metrics' SSIM window; fail before the run, not after it
         raise PadisError(f"the volume to reconstruct is {shape[0]} slices of {size}x{size}: every axis needs "
                          f">= {MIN_SIDE} voxels (the SSIM window of the report); widen --slices or --size")
+    cone = None
+    if args.task == "ct3d-cone":  # fails here, before any file, without astra CUDA or within budget
+        from padis3d.volume import whole_volume_bytes
+
+        if args.views < 1:
+            raise PadisError(f"--views must be >= 1, got {args.views}")
+        cone = cone_operator(shape, args.views, math.radians(args.span_deg) if args.span_deg is not None
+                             else 2 * math.pi)
+        need = whole_volume_bytes(shape, tuple(cone.out_shape))
+        if budget is not None and need > budget:
+            raise PadisError(f"ct3d-cone holds the whole volume and its projections in memory (about "
+                             f"{need / 2**20:.2f} MiB, budget {budget / 2**20:.2f} MiB): raise --memory-budget-mb "
+                             f"or reconstruct fewer --slices")
     if args.task == "ct3d-parallel":
         span = math.radians(args.span_deg) if args.span_deg is not None else math.pi
         op = ParallelBeam2D(size, views=args.views, span=span)
@@ -124,7 +161,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         def baseline_fn(y: torch.Tensor) -> torch.Tensor:
             return op.fbp(y[:, None], "hann")[:, 0].clamp(0, 1)
         baseline_name = "FBP-Hann"
-    else:
+    else:  # denoise, or ct3d-cone (slices are only windowed and resized here; projected below)
         op = IdentitySlices((size, size))
 
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -132,8 +169,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
 
         def baseline_fn(y: torch.Tensor) -> torch.Tensor:
             return y.clamp(0, 1)
-        baseline_name = "noisy"
-    noise = args.noise if args.noise is not None else (0.0 if args.task == "ct3d-parallel" else 0.05)
+        baseline_name = "noisy" if cone is None else f"CGLS-{CGLS_ITERS}"
+    noise = args.noise if args.noise is not None else (0.05 if args.task == "denoise" else 0.0)
     band = args.band
     rows = {"prepare": plan_rows(budget, prep_bytes_per_row((h, w), size, tuple(op.out_shape)), band, band),
             "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
@@ -150,8 +187,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     try:
         with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
             prep = prepare_volume(source, (z0, z1), (lo, hi), size, forward, tuple(op.out_shape), baseline_fn,
-                                  noise, args.seed, work, band, rows["prepare"], source_identity(source),
-                                  progress=bar.bar.update)
+                                  0.0 if cone is not None else noise, args.seed, work, band, rows["prepare"],
+                                  source_identity(source), progress=bar.bar.update)
     except BaseException:  # bad voxels or a truncated file found mid-stream: drop the half-prepared arrays
         if fresh_work:
             shutil.rmtree(work, ignore_errors=True)
@@ -161,7 +198,13 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         from distributed import Client  # optional: pip install distributed
 
         scheduler = Client(args.scheduler)
-    run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=prep.key)
+    if cone is None:
+        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=prep.key)
+        baseline = prep.baseline
+    else:
+        y, baseline = cone_measurements(cone, prep.truth[...], noise, args.seed)
+        run = VolumeRun(prior, cone, y, work, settings, scheduler=scheduler, separable=False,
+                        tag=f"{prep.key} views {args.views} span {args.span_deg} noise {noise}")
     result = zarr.create_array(store=Path(work) / "reconstruction.zarr", shape=shape, chunks=(band, size, size),
                                dtype="f4", overwrite=True)
     done = run.committed_step()
@@ -176,14 +219,14 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     # the reconstruction is read clipped to the prior's range (the intensity window)
-    metrics = {baseline_name: volume_metrics_banded(prep.baseline, prep.truth, rows["metrics"]),
+    metrics = {baseline_name: volume_metrics_banded(baseline, prep.truth, rows["metrics"]),
                "dds": volume_metrics_banded(result, prep.truth, rows["metrics"])}
     t2 = time.perf_counter()
     image_path = write_volume_bands(args.out / "reconstruction", source, shape,
                                     lambda a, b: np.clip(result[a:b], 0, 1) * (hi - lo) + lo, rows["write"],
                                     zoom_yx=zoom)
     panels(args.out / "panels.png", [(name, centre_planes(arr, rows["write"])) for name, arr in
-                                     (("truth", prep.truth), (baseline_name, prep.baseline), ("dds", result))])
+                                     (("truth", prep.truth), (baseline_name, baseline), ("dds", result))])
     t3 = time.perf_counter()
     write_json(args.out / "report.json", {
         "input": str(source.source), "task": args.task, "shape": list(shape), "window": [lo, hi], "seed": args.seed,

@@ -51,6 +51,7 @@ from padis3d.metrics import psnr, ssim  # noqa: E402
 from padis3d.prior import patch_prior_from  # noqa: E402
 from padis3d.reconstruct import SamplerSettings, reconstruct  # noqa: E402
 from padis3d.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
+from recipes.paper2d_figures import ablation_figure, reconstruction_figure  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -247,14 +248,9 @@ def run(args: argparse.Namespace) -> dict:
         for name in tasks:
             task = make_task(name, cfg.size)
             for row in rows:
-                if row.method in ("pnp", "diffusion") and ("patch" if row.method == "pnp" else row.prior,
-                                                           row.tile) not in priors:
+                if row.method in ("pnp", "diffusion") and prior_key(row) not in priors:
                     continue
-                spec = {"row": asdict(row), "config": asdict(cfg), "seed": args.seed, "task": name}
-                steps = priors.get(("patch" if row.method == "pnp" else row.prior, row.tile), (None, None))[1]
-                if steps is not None:  # a prior trained here: results follow its training length
-                    spec["prior_steps"] = steps
-                tag = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+                tag = result_tag(row, name, cfg, args, priors)
                 for k, x in zip(slices, images):
                     key = f"{study}/{name}/{row.label}/{k}/{tag}"
                     if key in store["results"]:
@@ -268,11 +264,62 @@ def run(args: argparse.Namespace) -> dict:
                     write_json(path, store)
                     r = store["results"][key]
                     print(f"{key}: {r['psnr']:.2f} dB / {r['ssim']:.3f} in {r['seconds']:.1f} s", flush=True)
-    text = summary(store, slices, args.studies, cfg)
+    text = summary(store, slices, list(STUDIES), cfg)  # every study with results, not only this run's
     with atomic_path(args.out.with_suffix(".md")) as tmp:
         tmp.write_text(text)
     print(text)
+    ablation_figure(store, slices, STUDIES, args.out.parent / f"{args.out.name}_ablations.png")
+    if "main" in args.studies:
+        k = slices[len(slices) // 2]
+        recs = figure_reconstructions(k, images[slices.index(k)], cfg, args)
+        if recs:
+            reconstruction_figure(recs, k, args.out.parent / f"{args.out.name}_reconstructions.png")
     return store
+
+
+def prior_key(row: Row) -> tuple[str, str]:
+    return ("patch" if row.method == "pnp" else row.prior), row.tile
+
+
+def result_tag(row: Row, task: str, cfg: Config, args: argparse.Namespace, priors: dict) -> str:
+    """Hash of everything a result depends on (a prior trained here: also its training steps)."""
+    spec = {"row": asdict(row), "config": asdict(cfg), "seed": args.seed, "task": task}
+    steps = priors.get(prior_key(row), (None, None))[1]
+    if steps is not None:
+        spec["prior_steps"] = steps
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+
+
+FIGURE_ROWS = ("baseline", "ADMM-TV", "PnP-ADMM (patch denoiser)", "whole image, DDS", "PaDIS (patches), DDS")
+
+
+def figure_reconstructions(k: int, x: torch.Tensor, cfg: Config, args: argparse.Namespace) -> dict:
+    """``{task: {"truth" | row label: (H, W) array}}`` on slice ``k`` for the figure rows of the main
+    study; cached in ``OUT_reconstructions.npz`` (keyed like the results), computed unless ``--report``."""
+    cache = args.out.parent / f"{args.out.name}_reconstructions.npz"
+    stored = dict(np.load(cache)) if cache.exists() else {}
+    tasks, rows = STUDIES["main"]
+    rows = [r for r in rows if r.label in FIGURE_ROWS]
+    priors = {} if args.report else load_priors(rows, cfg, args)
+    out, fresh = {}, False
+    for name in [t for t in tasks if args.tasks is None or t in args.tasks]:
+        task = make_task(name, cfg.size)
+        out[name] = {"truth": x[0].numpy()}
+        for row in rows:
+            key = f"{name}/{row.label}/{k}/{result_tag(row, name, cfg, args, priors)}"
+            if key not in stored and not args.report and (row.method not in ("pnp", "diffusion")
+                                                          or prior_key(row) in priors):
+                print(f"figure: {key}", flush=True)
+                stored[key] = evaluate(row, task, x[None], task.measure(x[None], seed=k), cfg, priors,
+                                       args)[0, 0].numpy().astype(np.float16)
+                fresh = True
+            if key in stored:
+                out[name][row.label] = stored[key].astype(np.float32)
+    if fresh:
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **stored)
+    return {t: v for t, v in out.items() if len(v) > 1}
 
 
 def summary(store: dict, slices: list[int], studies: list[str], cfg: Config) -> str:

@@ -5,6 +5,10 @@ then the state moves to the next level DDIM-style,
 ``x ← D' + σ_{i+1} (η z + sqrt(1 - η²) (x - D) / σ_i)`` with ``D'`` the corrected estimate.
 Works for images and volumes alike (parallel-beam CT is separable by slice, so a volume's
 CG runs on all slices at once). Returns the last corrected estimate.
+
+Volumes can add TV along z to the data step (``tv_z = λ > 0``, DiffusionBlend's option):
+``min ½||A x - y||² + ½ρ||x - x0||² + λ ||∂_z x||₁`` by ADMM on ``v = ∂_z x`` (penalty ``ρ``),
+each x-update a few warm-started CG steps on ``(AᵀA + ρI + ρ∂_zᵀ∂_z) x = Aᵀy + ρx0 + ρ∂_zᵀ(v - u)``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import torch
 
 from padis3d.baselines.cg import conjugate_gradient
+from padis3d.baselines.tv import gradient, gradient_adjoint
 from padis3d.errors import PadisError
 from padis3d.solvers.common import Callback, StatePrior, batch_norm, check_problem, noise_like, report
 
@@ -25,20 +30,47 @@ def data_consistency(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho: floa
                               operator.adjoint(y) + rho * x0, x0=x0, iters=iters)
 
 
+def data_consistency_tv_z(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho: float, iters: int, tv_z: float,
+                          admm_iters: int = 3) -> torch.Tensor:
+    """The data step with TV along z (axis 2 of ``(B, C, D, H, W)``): ``admm_iters`` ADMM rounds of
+    ``iters`` CG steps each, from ``x0``."""
+    if x0.ndim != 5:
+        raise PadisError(f"TV along z needs volumes (B, C, D, H, W), got shape {tuple(x0.shape)}")
+    def dz(v: torch.Tensor) -> torch.Tensor:  # forward differences along z (weights: z only)
+        return gradient(v, [1.0])[:, :, 0]
+
+    def dzt(q: torch.Tensor) -> torch.Tensor:
+        return gradient_adjoint(q[:, :, None], [1.0])
+
+    rhs0 = operator.adjoint(y) + rho * x0
+    x, u = x0, torch.zeros_like(x0)
+    v = dz(x)
+    for _ in range(admm_iters):
+        x = conjugate_gradient(lambda t: operator.adjoint(operator(t)) + rho * (t + dzt(dz(t))),
+                               rhs0 + rho * dzt(v - u), x0=x, iters=iters)
+        g = dz(x) + u
+        v = g.sign() * (g.abs() - tv_z / rho).clamp_min(0)
+        u = g - v
+    return x
+
+
 def dds(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: Any, y: torch.Tensor,
-        rho: float = 1.0, cg_iters: int = 5, eta: float = 0.85, generator: torch.Generator | None = None,
-        callback: Callback | None = None) -> torch.Tensor:
-    """x: initial state ``(B, C, *prior.state_shape)``; returns the image estimate."""
+        rho: float = 1.0, cg_iters: int = 5, eta: float = 0.85, tv_z: float = 0.0, admm_iters: int = 3,
+        generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """x: initial state ``(B, C, *prior.state_shape)``; returns the image estimate. ``tv_z > 0``
+    (volumes): TV along z in the data step, ``admm_iters`` ADMM rounds."""
     check_problem(operator, y, sigmas, x)
-    if rho <= 0 or cg_iters < 0 or not 0 <= eta <= 1:
-        raise PadisError(f"need rho > 0, cg_iters >= 0 and 0 <= eta <= 1, got {rho}, {cg_iters}, {eta}")
+    if rho <= 0 or cg_iters < 0 or not 0 <= eta <= 1 or tv_z < 0 or admm_iters < 1:
+        raise PadisError(f"need rho > 0, cg_iters >= 0, 0 <= eta <= 1, tv_z >= 0 and admm_iters >= 1, got "
+                         f"{rho}, {cg_iters}, {eta}, {tv_z}, {admm_iters}")
     levels = [float(s) for s in sigmas]
     n, estimate = len(levels), prior.crop(x)
     for i, sigma in enumerate(levels):
         d = prior.denoise(x, sigma, generator=generator)
         image = prior.crop(d)
         with torch.no_grad():
-            estimate = data_consistency(operator, y, image, rho, cg_iters)
+            estimate = (data_consistency_tv_z(operator, y, image, rho, cg_iters, tv_z, admm_iters) if tv_z > 0
+                        else data_consistency(operator, y, image, rho, cg_iters))
         if i < n - 1:
             x = d + prior.embed(estimate - image) + levels[i + 1] * (
                 eta * noise_like(x, generator) + math.sqrt(1 - eta ** 2) * (x - d) / sigma)

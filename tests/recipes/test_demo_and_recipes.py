@@ -79,6 +79,10 @@ def test_paper2d_smoke_fills_every_cell_and_resumes(tmp_path):
     assert all(np.isfinite(r["psnr"]) for r in store["results"].values())
     table = out.with_suffix(".md").read_text()
     assert "| ADMM-TV | " in table and "### positions" in table
+    figures = [out.parent / f"paper2d_{name}.png" for name in ("ablations", "reconstructions")]
+    assert all(f.stat().st_size > 10_000 for f in figures)
+    cached = np.load(out.parent / "paper2d_reconstructions.npz")
+    assert len(cached.files) == 2 * 5  # 2 tasks x the 5 figure rows, on the one smoke slice
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and " dB / " not in again.stdout.split("Chest CT test slices")[0]
     assert json.loads(out.with_suffix(".json").read_text())["results"] == store["results"]
@@ -92,7 +96,8 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     store = json.loads((out / "results.json").read_text())
-    assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior"]
+    assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior",
+                                      "slab prior + TV along z"]
     from padis3d.metrics import volume_metrics
     from padis3d.operators import ParallelBeam3D
     truth = chest_ct_slices(range(110, 118), 32)

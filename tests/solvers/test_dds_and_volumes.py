@@ -5,7 +5,10 @@ import torch
 
 from padis3d.prior import PatchPrior
 from padis3d.solvers.common import init_state
-from padis3d.solvers.dds import data_consistency, dds
+import pytest
+
+from padis3d.errors import PadisError
+from padis3d.solvers.dds import data_consistency, data_consistency_tv_z, dds
 from padis3d.solvers.schedules import geometric_sigmas
 from tests.solvers.gaussian_case import MATRIX, MEAN, moments, prior, problem
 from tests.solvers.test_patch_prior import TinyDenoiser
@@ -19,6 +22,38 @@ def test_data_consistency_solves_the_regularised_least_squares():
     lhs = MATRIX.T @ MATRIX + rho * torch.eye(64, dtype=torch.float64)
     expected = torch.linalg.solve(lhs, (MATRIX.T @ y.flatten())[:, None] + rho * x0.flatten(1).T).T
     assert torch.allclose(out.flatten(1), expected, atol=1e-8)
+
+
+class Identity:
+    def __call__(self, x):
+        return x
+
+    adjoint = __call__
+
+
+@pytest.mark.parametrize("gap", [0.2, 3.0])
+def test_tv_z_data_step_matches_the_two_slice_closed_form(gap):
+    # A = I on a 2-slice, 1x1 volume: min (1+ρ)/2 ||x - w||² + λ|x1 - x0| with w = (y + ρ x0)/(1+ρ)
+    # moves both slices towards each other by λ/(1+ρ), or merges them at their mean.
+    rho, lam = 0.5, 0.6
+    y = torch.tensor([0.0, gap], dtype=torch.float64).view(1, 1, 2, 1, 1)
+    x0 = torch.tensor([0.3, gap + 0.3], dtype=torch.float64).view(1, 1, 2, 1, 1)
+    w = ((y + rho * x0) / (1 + rho)).flatten()
+    step = lam / (1 + rho)
+    expected = (w + torch.tensor([step, -step], dtype=torch.float64) if w[1] - w[0] > 2 * step
+                else w.mean().expand(2))
+    out = data_consistency_tv_z(Identity(), y, x0, rho, iters=10, tv_z=lam, admm_iters=400)
+    assert torch.allclose(out.flatten(), expected, atol=1e-6)
+
+
+def test_tv_z_data_step_only_couples_slices_along_z_and_refuses_images():
+    x0 = torch.rand(2, 1, 5, 4, 4, dtype=torch.float64)
+    x0[:, :, :, :, 2:] = 0.5  # the right half is constant along z: TV along z keeps it
+    out = data_consistency_tv_z(Identity(), x0, x0, 1.0, iters=10, tv_z=0.05, admm_iters=50)
+    assert torch.allclose(out[..., 2:], x0[..., 2:], atol=1e-6)
+    assert out.diff(dim=2).abs().sum() < x0.diff(dim=2).abs().sum() - 0.1
+    with pytest.raises(PadisError, match="volumes"):
+        data_consistency_tv_z(Identity(), x0[:, :, 0], x0[:, :, 0], 1.0, iters=5, tv_z=0.1)
 
 
 def test_dds_fits_the_data_and_lands_near_the_posterior():

@@ -131,6 +131,9 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--cg-iters", type=int, default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
     v.add_argument("--slices", type=int, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
+    v.add_argument("--denoiser", choices=("tweedie", "dds"), default="tweedie",
+                   help="denoise: the prior's posterior mean at the noise level, one network pass (default), "
+                        "or DDS sampling from noise (--steps, --sigma-max, --rho, --cg-iters)")
     v.add_argument("--band", type=int, default=16, help="slices per chunk of work and zarr chunk (default 16)")
     v.add_argument("--work-dir", type=Path, default=None, help="state buffers for resuming (default OUT/work); "
                    "rerunning the same command continues from the last finished step")

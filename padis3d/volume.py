@@ -51,8 +51,11 @@ class VolumeSettings:
     seed: int = 0
     band: int = 16
     memory_budget: int | None = None
+    init: str = "noise"  # "measurements": the state starts as y (denoising: y = x + σ_max n)
 
     def __post_init__(self) -> None:
+        if self.init not in ("noise", "measurements"):
+            raise PadisError(f"init must be 'noise' or 'measurements', got {self.init!r}")
         if self.steps < 1:
             raise PadisError(f"steps must be >= 1, got {self.steps}")
         if not (0 < self.sigma_min < self.sigma_max < math.inf):
@@ -123,6 +126,9 @@ class VolumeRun:
                              f"{'images' if separable else 'volumes'}, the volume is {g.shape}")
         self.prior, self.op, self.y, self.settings, self.scheduler = prior, slice_operator, y, settings, scheduler
         self.separable, self._estimate = separable, None
+        if settings.init == "measurements" and not (separable and views_bins == g.shape[1:]):
+            raise PadisError("init 'measurements' needs measurements that are images of the slices (denoising), "
+                             f"got measurements of shape {tuple(y.shape)} for slices of {g.shape[1:]}")
         check_volume_budget(prior, settings)
         if not separable and settings.memory_budget is not None:
             need = whole_volume_bytes(g.shape, views_bins)
@@ -198,7 +204,12 @@ class VolumeRun:
     def _initial_band(self, a: int, b: int) -> None:
         shape = (b - a, *self.prior.grid.canvas_shape[1:])
         z = torch.randn(shape, generator=_rng(self.settings.seed, NOISE, 0, a))
-        self.states[0][a:b] = (self.settings.sigma_max * z).numpy()
+        state = (self.settings.sigma_max * z).numpy()
+        g, mz = self.prior.grid, self.prior.grid.pad[0]
+        lo, hi = max(a, mz), min(b, mz + g.shape[0])
+        if self.settings.init == "measurements" and hi > lo:  # the noisy slices are the state at σ_max
+            state[(slice(lo - a, hi - a), *g.image_slices()[1:])] = np.asarray(self.y[lo - mz:hi - mz])
+        self.states[0][a:b] = state
 
     def _step_band(self, step: int, src: zarr.Array, dst: zarr.Array, a: int, b: int) -> None:
         """Data consistency on the image slices of canvas rows ``[a, b)``, then the next state

@@ -11,6 +11,11 @@ slices into zarr work arrays, with the measurements and the baseline
 ``--memory-budget-mb``, so peak memory is the budget plus the model plus a fixed overhead,
 whatever the number of slices.
 
+``denoise`` by default returns the prior's Tweedie estimate ``E[x | y]`` at the noise level:
+the noisy volume is the diffusion state at ``σ = --noise``, so one denoiser pass over it is the
+posterior mean under the prior (the estimate with the least expected squared error);
+``--denoiser dds`` runs the DDS sampler from pure noise instead.
+
 ``ct3d-cone`` (astra CUDA only) is not separable by slice: its projections, the least-squares
 baseline (CGLS) and the data step of every level hold the whole volume in memory
 (:class:`padis3d.volume.VolumeRun` with ``separable=False``); the input, the denoiser passes,
@@ -22,7 +27,7 @@ import argparse
 import math
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -178,9 +183,15 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     # everything that can be checked without the data fails here, before any file is written
     prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), shape, tile,
                               max_batch=args.max_batch)
+    tweedie = args.task == "denoise" and args.denoiser == "tweedie"
+    if tweedie and not noise > 0:
+        raise PadisError(f"--denoiser tweedie denoises at the noise level: give --noise > 0, got {noise}")
     settings = VolumeSettings(sigma_max=args.sigma_max, sigma_min=args.sigma_min, steps=args.steps, rho=args.rho,
                               cg_iters=args.cg_iters, eta=args.eta, seed=args.seed, band=band,
                               memory_budget=budget)
+    method = "tweedie" if tweedie else "dds"
+    if tweedie:  # the noisy volume is the state at σ = noise: one denoiser pass, no data step
+        settings = replace(settings, sigma_max=noise, sigma_min=noise / 2, steps=1, cg_iters=0, init="measurements")
     check_volume_budget(prior, settings)
     work = Path(args.work_dir or args.out / "work")
     fresh_work = not work.exists()
@@ -220,16 +231,16 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     # the reconstruction is read clipped to the prior's range (the intensity window)
     metrics = {baseline_name: volume_metrics_banded(baseline, prep.truth, rows["metrics"]),
-               "dds": volume_metrics_banded(result, prep.truth, rows["metrics"])}
+               method: volume_metrics_banded(result, prep.truth, rows["metrics"])}
     t2 = time.perf_counter()
     image_path = write_volume_bands(args.out / "reconstruction", source, shape,
                                     lambda a, b: np.clip(result[a:b], 0, 1) * (hi - lo) + lo, rows["write"],
                                     zoom_yx=zoom)
     panels(args.out / "panels.png", [(name, centre_planes(arr, rows["write"])) for name, arr in
-                                     (("truth", prep.truth), (baseline_name, baseline), ("dds", result))])
+                                     (("truth", prep.truth), (baseline_name, baseline), (method, result))])
     t3 = time.perf_counter()
     write_json(args.out / "report.json", {
-        "input": str(source.source), "task": args.task, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
+        "input": str(source.source), "task": args.task, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
         "tile": list(prior.grid.tile), "resumed_from_step": done, "prepared_reused": prep.reused,
         "seconds": seconds, "metrics": metrics,

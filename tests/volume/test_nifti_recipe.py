@@ -40,7 +40,8 @@ def test_recipe_smoke(tmp_path):
     mem = summary["memory"]
     assert 100 < mem["peak_rss_mb"] < mem["limit_mb"] == pytest.approx(32 + mem["model_file_mb"] + 500, abs=0.1)
     assert mem["below_limit"] and "peak memory" in done.stdout
-    for name in ("noisy", "dds"):
+    assert summary["method"] == "tweedie" and summary["steps"] == 1
+    for name in ("noisy", "tweedie"):
         m = summary["metrics"][name]
         assert {"psnr_axial", "psnr_coronal", "psnr_sagittal", "ssim_3views", "psnr_volume"} <= set(m)
         assert all(math.isfinite(v) for v in m.values())

@@ -24,8 +24,8 @@ def volume(tmp_path):
 
 
 def run(files, volume, out, *extra):  # noqa: F811
-    return cli.main(["reconstruct", "--task", "denoise", "--checkpoint", str(files / "tiny.pt"), "--input",
-                     str(volume), "--size", "16", "--steps", "3", "--band", "4", "--no-progress",
+    return cli.main(["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"),
+                     "--input", str(volume), "--size", "16", "--steps", "3", "--band", "4", "--no-progress",
                      "--out", str(out), *extra])
 
 
@@ -100,3 +100,13 @@ def test_cone_beam_task_runs_the_whole_volume_data_step(files, volume, tmp_path,
     assert np.array_equal(np.asarray(nib.load(out / "reconstruction.nii.gz").dataobj), first)
     assert run(files, volume, tmp_path / "small", *argv, "--memory-budget-mb", "0.05") == 2
     assert not (tmp_path / "small").exists()
+
+
+def test_tweedie_denoiser_is_one_pass_from_the_noisy_volume(files, volume, tmp_path):  # noqa: F811
+    assert run(files, volume, tmp_path / "t", "--denoiser", "tweedie", "--noise", "0.1") == 0
+    report = json.loads((tmp_path / "t" / "report.json").read_text())
+    assert report["method"] == "tweedie" and set(report["metrics"]) == {"noisy", "tweedie"}
+    s = report["settings"]
+    assert (s["init"], s["steps"], s["sigma_max"], s["cg_iters"]) == ("measurements", 1, 0.1, 0)
+    assert run(files, volume, tmp_path / "z", "--denoiser", "tweedie", "--noise", "0") == 2
+    assert not (tmp_path / "z").exists()

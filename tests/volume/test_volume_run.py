@@ -107,3 +107,24 @@ def test_non_separable_operator_checks_shapes_and_memory(problem, tmp_path):
     with pytest.raises(PadisError, match="whole volume and its projections"):
         VolumeRun(prior, ParallelBeam3D(SHAPE, views=8), y, tmp_path, VolumeSettings(memory_budget=60_000),
                   separable=False)
+
+
+def test_measurements_init_starts_the_state_at_the_noisy_slices(tmp_path):
+    # a "denoiser" that halves its input: one level from the measurements, no data step, gives y / 2
+    prior = PatchPrior(lambda x, s, p: 0.5 * x, SHAPE, (3, 8, 8), fold_axes=(0,))
+    y = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
+    settings = VolumeSettings(steps=1, sigma_max=0.1, sigma_min=0.05, band=4, cg_iters=0, init="measurements")
+    out = zarr.create_array(store=zarr.storage.MemoryStore(), shape=SHAPE, chunks=(3, 16, 16), dtype="f4")
+    VolumeRun(prior, _Identity(), y, tmp_path, settings).run(out)
+    assert np.allclose(out[:], 0.5 * y, atol=1e-6)
+    with pytest.raises(PadisError, match="init 'measurements'"):
+        VolumeRun(prior, ParallelBeam2D(16, views=8), np.zeros((10, 8, 32), np.float32), tmp_path / "ct", settings)
+
+
+class _Identity:
+    in_shape = out_shape = SHAPE[1:]
+
+    def __call__(self, x):
+        return x
+
+    adjoint = __call__

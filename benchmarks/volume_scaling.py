@@ -135,7 +135,7 @@ def main() -> int:
             nz = max(8, int(round(factor * budget / (SIDE * SIDE * 4))))
             vol_bytes = synthetic_volume(tmp / f"v{nz}.npy", nz)
             out = tmp / f"out{nz}"
-            peak, wall = measure([sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "denoise",
+            peak, wall = measure([sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "denoise", "--denoiser", "dds",
                                   "--checkpoint", str(tmp / "prior.pt"), "--input", str(tmp / f"v{nz}.npy"),
                                   "--size", str(SIDE), "--steps", str(args.steps), "--band", "16", "--threads",
                                   str(args.threads), "--memory-budget-mb", str(args.budget_mb), "--no-progress",

@@ -124,7 +124,8 @@ def table(results: dict, s: Setup) -> str:
 def run(args: argparse.Namespace) -> dict:
     s = SMOKE if args.smoke else Setup()
     s = replace(s, seed=args.seed, **{k: v for k, v in (("slab_prior", args.slab), ("slice_prior", args.patch),
-                                                          ("tv_z", args.tv_z)) if v is not None})
+                                                          ("tv_z", args.tv_z), ("cg_iters", args.cg_iters))
+                                 if v is not None})
     if args.block:
         s = replace(s, z0=args.block[0], z1=args.block[1])
     torch.set_num_threads(args.threads)
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--slab", default=None, help="slab prior checkpoint (default: checkpoints/chest128_slab3.pt)")
     ap.add_argument("--patch", default=None, help="2D patch prior (default: checkpoints/chest128_patch.pt)")
     ap.add_argument("--tv-z", type=float, default=None, help="λ of TV along z (default: the tuned 0.02)")
+    ap.add_argument("--cg-iters", type=int, default=None, help="CG steps of the data step (per ADMM round with TV)")
     ap.add_argument("--block", type=int, nargs=2, default=None, metavar=("Z0", "Z1"),
                     help="axial slices Z0..Z1-1 instead of the test block (tuning on training slices)")
     ap.add_argument("--seed", type=int, default=0)

@@ -76,7 +76,7 @@ def test_2d_peak_memory_stays_within_budget_plus_overhead(files, tmp_path):  # n
 def test_3d_peak_memory_stays_within_budget_plus_overhead(files, tmp_path):  # noqa: F811
     small = nifti_volume(tmp_path / "small.nii.gz", ct_volume((16, 16, 8)))
     big = nifti_volume(tmp_path / "big.nii.gz", ct_volume((128, 128, 8)))
-    common = ["reconstruct", "--task", "denoise", "--checkpoint", str(files / "tiny.pt"), "--steps", "1", "--band",
+    common = ["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"), "--steps", "1", "--band",
               "4", "--tile", "16", "--threads", "1", "--no-progress"]
     base = peak_rss_mb([*common, "--input", str(small), "--size", "16", "--out", str(tmp_path / "s")])
     budget = 8
@@ -90,7 +90,7 @@ def test_disk_full_while_writing_zarr_state_is_a_clear_error_and_keeps_the_commi
     import zarr.storage
 
     vol = nifti_volume(tmp_path / "vol.nii.gz", ct_volume())
-    argv = ["reconstruct", "--task", "denoise", "--checkpoint", str(files / "tiny.pt"), "--input", str(vol),
+    argv = ["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"), "--input", str(vol),
             "--size", "16", "--steps", "4", "--band", "4", "--seed", "3", "--no-progress"]
     assert run_cli([*argv, "--out", str(tmp_path / "full")])[0] == 0
     out = tmp_path / "cut"

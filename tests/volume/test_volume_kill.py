@@ -16,7 +16,7 @@ from tests.volume.test_volume_cli import volume  # noqa: F401
 
 
 def command(files, volume, out):  # noqa: F811
-    return [sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "denoise", "--checkpoint",
+    return [sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint",
             str(files / "tiny.pt"), "--input", str(volume), "--size", "16", "--steps", "12", "--band", "4",
             "--threads", "1", "--no-progress", "--out", str(out)]
 

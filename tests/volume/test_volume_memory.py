@@ -42,7 +42,7 @@ def test_peak_memory_does_not_grow_with_the_volume(files, tmp_path):  # noqa: F8
         del z, y, x
         out = tmp_path / f"o{nz}"
         peaks[nz] = peak_rss_mb([
-            sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "denoise", "--checkpoint",
+            sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint",
             str(files / "tiny.pt"), "--input", str(tmp_path / f"v{nz}.npy"), "--size", "128", "--steps", "1",
             "--band", "8", "--threads", "1", "--memory-budget-mb", "8", "--no-progress", "--out", str(out)],
             str(out / "report.json"))

@@ -95,7 +95,7 @@ def test_streamed_nii_equals_in_memory_and_npy(files, nifti_volume, tmp_path, mo
     monkeypatch.setattr(padis3d.volume_pipeline, "prep_bytes_per_row", lambda *_: 2 ** 19)
     root, data = nifti_volume
     zyx = np.ascontiguousarray(data.transpose(2, 1, 0))
-    common = ["reconstruct", "--task", "denoise", "--checkpoint", str(files / "tiny.pt"), "--size", "12", "--steps",
+    common = ["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"), "--size", "12", "--steps",
               "3", "--band", "4", "--window", "-500", "500", "--noise", "0.1", "--seed", "3", "--no-progress"]
     assert cli.main([*common, "--input", str(root / "vol.nii"), "--memory-budget-mb", "1",
                      "--out", str(tmp_path / "nii")]) == 0

@@ -47,6 +47,7 @@ def ablation_figure(store: dict, slices: list[int], studies: dict, path: Path) -
                     ax.plot(*zip(*pts), marker=marker, label=f"{kind} prior")
             ax.set_xscale("log")
             ax.set_xticks([12, 25, 50, 100], ["12", "25", "50", "100"])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.set_xlabel("training slices")
             ax.legend(fontsize=8)
         else:

@@ -96,8 +96,7 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     store = json.loads((out / "results.json").read_text())
-    assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior",
-                                      "slab prior + TV along z"]
+    assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior"]
     from padis3d.metrics import volume_metrics
     from padis3d.operators import ParallelBeam3D
     truth = chest_ct_slices(range(110, 118), 32)
@@ -108,3 +107,13 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "dB in" not in again.stdout  # nothing recomputed
     assert json.loads((out / "results.json").read_text())["results"] == store["results"]
+    # other CG steps: only the two DDS rows are recomputed; an extra row is added on request
+    more = subprocess.run(cmd + ["--cg-iters", "2", "--rows", "FBP-Hann", "ADMM-TV 3D", "slab prior",
+                                 "slab prior + TV along z"], env=env, capture_output=True, text=True, timeout=600)
+    assert more.returncode == 0, more.stderr[-2000:]
+    recomputed = {line.split(":")[0] for line in more.stdout.splitlines() if "dB in" in line}
+    assert recomputed == {"slab prior", "slab prior + TV along z"}
+    after = json.loads((out / "results.json").read_text())["results"]
+    assert list(after) == ["FBP-Hann", "ADMM-TV 3D", "slab prior", "slab prior + TV along z"]
+    assert after["ADMM-TV 3D"] == store["results"]["ADMM-TV 3D"]
+    assert after["slab prior"]["settings"]["cg_iters"] == 2

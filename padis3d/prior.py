@@ -147,8 +147,11 @@ class PatchPrior:
     def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """``D(x; σ)`` on the canvas for one (given or random) shift, without gradients."""
+        return self._map(x, sigma, self._shift(shift, generator))
+
+    def _map(self, x: torch.Tensor, sigma: float, shift: tuple[int, ...]) -> torch.Tensor:
         with torch.no_grad():
-            return map_tiles(self.tile_fn(sigma), x, self.grid, self._shift(shift, generator), **self._engine_limits())
+            return map_tiles(self.tile_fn(sigma), x, self.grid, shift, **self._engine_limits())
 
     def score(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
@@ -163,7 +166,7 @@ class PatchPrior:
         shift = self._shift(shift, generator)
         fn = self.tile_fn(sigma)
         if self.streamed_vjp:
-            d = self.denoise(x, sigma, shift=shift)
+            d = self._map(x, sigma, shift)
             return d, vjp_tiles(fn, x, self.grid, shift, cotangent(d), **self._engine_limits())
         xg = x.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -189,11 +192,13 @@ def patch_prior_from(prior: "Prior", image_shape: Sequence[int] | None = None, t
     return PatchPrior(prior, shape, tile, **limits)
 
 
-def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | str = "auto", **limits) -> PatchPrior:
+def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | str = "auto", *,
+                      slice_jump: bool = False, **limits) -> PatchPrior:
     """A volume prior ``(Z, Y, X)`` from a checkpoint: a 3D prior tiles ``P x P x P`` cubes; a
     slab prior (``mode == 'slab'``, ``k`` slices as channels) tiles ``k x P x P``; a 2D patch
     prior works slice by slice (``1 x P x P``). For 2D networks the slab axis is folded into
-    the channels; the random shift applies along z as in-plane."""
+    the channels; the random shift applies along z as in-plane. slice_jump: a slab prior that
+    alternates adjacent and slice-jump slabs at random (:mod:`padis3d.slice_jump`)."""
     slab = prior.meta.get("mode") == "slab"
     k = prior.config.channels if slab else 1
     if tile == "auto":
@@ -201,6 +206,8 @@ def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | s
         if not sizes:
             raise PadisError(f"{prior.path} is a whole-image prior; a volume needs a patch or slab prior")
         tile = max(sizes)
+    if slice_jump and not slab:
+        raise PadisError(f"slice-jump slabs need a slab prior; {prior.path} is a {prior.meta.get('mode')} prior")
     if prior.config.spatial_dims == 3:
         return PatchPrior(prior, volume_shape, int(tile), **limits)
     if slab:
@@ -210,5 +217,10 @@ def volume_prior_from(prior: "Prior", volume_shape: Sequence[int], tile: int | s
             return prior(x, sigma, None if positions is None else positions[:, 1:])
         denoiser.config = prior.config  # type: ignore[attr-defined]
     # min_shifts: every slab boundary moves (the test block's 23 slices would otherwise allow one z shift)
+    if slice_jump:
+        from padis3d.slice_jump import SliceJumpPrior
+
+        return SliceJumpPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,),
+                              min_shifts=(k, 1, 1), **limits)
     return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), min_shifts=(k, 1, 1),
                       **limits)

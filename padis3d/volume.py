@@ -115,6 +115,9 @@ class VolumeRun:
         g = prior.grid
         if g.ndim != 3:
             raise PadisError(f"a volume run needs a 3D prior grid, got {g}")
+        if type(prior) is not PatchPrior:
+            raise PadisError(f"the out-of-core volume run streams a plain PatchPrior, got {type(prior).__name__} "
+                             "(slice-jump slabs run in memory: padis3d.solvers.dds)")
         z, views_bins = g.shape[0], tuple(slice_operator.out_shape)
         expected = (z, *views_bins) if separable else views_bins
         if tuple(y.shape) != expected:

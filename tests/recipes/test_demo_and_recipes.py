@@ -96,7 +96,8 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     store = json.loads((out / "results.json").read_text())
-    assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior"]
+    assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior",
+                                      "slab prior + slice-jump slabs"]
     from padis3d.metrics import volume_metrics
     from padis3d.operators import ParallelBeam3D
     truth = chest_ct_slices(range(110, 118), 32)

@@ -42,3 +42,25 @@ def test_slab_boundaries_move_for_any_number_of_slices(tmp_path):
         g = torch.Generator().manual_seed(0)
         starts = {(vp.grid.random_shift(g)[0] - vp.grid.pad[0]) % 3 for _ in range(60)}
         assert starts == {0, 1, 2}  # every slab phase relative to the image occurs
+
+
+def test_slice_jump_from_a_slab_checkpoint_only_and_in_memory_only(tmp_path):
+    import numpy as np
+    import pytest
+
+    from padis3d.errors import PadisError
+    from padis3d.operators import ParallelBeam2D
+    from padis3d.slice_jump import SliceJumpPrior
+    from padis3d.volume import VolumeRun, VolumeSettings
+
+    for mode in ("slab", "patch"):
+        assert train_main(["--mode", mode, "--size", "16", "--features", "8", "16", "--patch-sizes", "8",
+                           "--batch", "2", "--steps", "1", "--no-progress", "--out", str(tmp_path / mode)]) == 0
+    vp = volume_prior_from(load_prior(tmp_path / "slab" / "prior.pt"), (23, 16, 16), slice_jump=True)
+    assert isinstance(vp, SliceJumpPrior) and vp.grid.tile == (3, 8, 8)
+    with pytest.raises(PadisError, match="slice-jump slabs need a slab prior"):
+        volume_prior_from(load_prior(tmp_path / "patch" / "prior.pt"), (23, 16, 16), slice_jump=True)
+    op = ParallelBeam2D(16, views=4)
+    with pytest.raises(PadisError, match="slice-jump slabs run in memory"):
+        VolumeRun(vp, op, np.zeros((23, *op.out_shape), np.float32), tmp_path / "work", VolumeSettings(steps=2))
+    assert not (tmp_path / "work").exists()

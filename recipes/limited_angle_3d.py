@@ -6,7 +6,7 @@ The held-out axial slices 110-132 at 128² (voxels ~2.8 x 2.8 x 2.5 mm), 90 view
 DDS with the slab prior (k adjacent slices as channels, random slab shift along z), the slab
 prior alternating at random with slice-jump slabs (slices i, i+k, i+2k; DiffusionBlend++),
 and, on request (``--rows``), the slab prior with TV along z in the data step (λ = ``tv_z``;
-on training slices it did no better than more CG steps: ``results/tune_tv_z.md``).
+on training slices it did no better than more CG steps: ``results/tune_limited_angle_3d.md``).
 Metrics: PSNR / SSIM averaged over the axial, coronal and sagittal slices of the block.
 Resumable: finished rows are kept in ``OUT/results.json``; reconstructions in ``OUT/*.npy``.
 Writes ``OUT/table.md`` and ``OUT/planes.png`` (axial, coronal, sagittal centre planes).
@@ -68,7 +68,7 @@ class Setup:
 SMOKE = Setup(z0=110, z1=118, size=32, tv_iters=5, steps=2)
 JUMP, TV_Z = "slab prior + slice-jump slabs", "slab prior + TV along z"
 ROWS = ("FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior", JUMP, TV_Z)
-DEFAULT_ROWS = ROWS[:5]  # TV along z did not beat plain CG steps on training slices (results/tune_tv_z.md)
+DEFAULT_ROWS = ROWS[:5]  # TV along z did not beat plain CG steps on training slices (results/tune_limited_angle_3d.md)
 _BLOCK = ("z0", "z1", "size", "views", "span_deg")
 _DDS = _BLOCK + ("steps", "sigma_max", "rho", "cg_iters", "eta", "seed")
 
@@ -121,7 +121,8 @@ def planes_figure(path: Path, truth: np.ndarray, recs: dict[str, np.ndarray], me
 
 
 def table(results: dict, s: Setup) -> str:
-    out = [f"90° limited-angle parallel-beam CT ({s.views} views on [0°, {s.span_deg:g}°)), chest CT test slices "
+    kind = "test" if s.z0 in TEST_SLICES and s.z1 - 1 in TEST_SLICES else "training"
+    out = [f"90° limited-angle parallel-beam CT ({s.views} views on [0°, {s.span_deg:g}°)), chest CT {kind} slices "
            f"{s.z0}-{s.z1 - 1} at {s.size}²; DDS {s.steps} levels from σ = {s.sigma_max:g}, ρ = {s.rho:g}, "
            f"{s.cg_iters} CG steps, η = {s.eta:g}"
            + (f"; TV along z: λ = {s.tv_z:g}, 3 ADMM rounds" if TV_Z in results else "")

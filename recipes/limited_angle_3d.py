@@ -8,7 +8,9 @@ prior alternating at random with slice-jump slabs (slices i, i+k, i+2k; Diffusio
 and, on request (``--rows``), the slab prior with TV along z in the data step (λ = ``tv_z``;
 on training slices it did no better than more CG steps: ``results/tune_limited_angle_3d.md``).
 Metrics: PSNR / SSIM averaged over the axial, coronal and sagittal slices of the block.
-Resumable: finished rows are kept in ``OUT/results.json``; reconstructions in ``OUT/*.npy``.
+Resumable: finished rows are kept in ``OUT/results.json`` (a row is recomputed when a setting
+it depends on changes); reconstructions in ``OUT/*.npy``. Rows may be computed by separate
+processes at once (``--rows``), e.g. one per core.
 Writes ``OUT/table.md`` and ``OUT/planes.png`` (axial, coronal, sagittal centre planes).
 
     python recipes/limited_angle_3d.py --out results/limited_angle_3d
@@ -18,6 +20,7 @@ Writes ``OUT/table.md`` and ``OUT/planes.png`` (axial, coronal, sagittal centre 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import sys
@@ -136,6 +139,17 @@ def table(results: dict, s: Setup) -> str:
     return "\n".join(out) + "\n"
 
 
+def load_store(path: Path, s: Setup) -> dict:
+    """The stored results, less rows made with other settings than ``s`` (recomputed)."""
+    store = json.loads(path.read_text()) if path.exists() else {}
+    results = store.get("results", {})
+    for row, r in list(results.items()):
+        r.setdefault("settings", {k: store["setup"].get(k) for k in row_settings(row, s)})  # stores before per-row
+        if r["settings"] != row_settings(row, s):
+            del results[row]
+    return {**store, "setup": asdict(s), "versions": library_versions(), "results": results}
+
+
 def run(args: argparse.Namespace) -> dict:
     s = SMOKE if args.smoke else Setup()
     s = replace(s, seed=args.seed, **{k: v for k, v in (("slab_prior", args.slab), ("slice_prior", args.patch),
@@ -147,14 +161,7 @@ def run(args: argparse.Namespace) -> dict:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "results.json"
-    store = json.loads(store_path.read_text()) if store_path.exists() else {}
-    results = store.get("results", {})
-    for row, r in list(results.items()):
-        r.setdefault("settings", {k: store["setup"].get(k) for k in row_settings(row, s)})  # stores before per-row
-        if r["settings"] != row_settings(row, s):
-            print(f"{row}: made with other settings, recomputed", flush=True)
-            del results[row]
-    store.update(setup=asdict(s), versions=library_versions(), results=results)
+    store = load_store(store_path, s)
     truth = chest_ct_slices(range(s.z0, s.z1), s.size)
     op = ParallelBeam3D(truth.shape, views=s.views, span=math.radians(s.span_deg))
     y = op(torch.from_numpy(truth)[None, None])
@@ -169,14 +176,18 @@ def run(args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - t0
         with atomic_path(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, recs[row])
-        store["results"][row] = {"metrics": volume_metrics(recs[row], truth), "seconds": seconds,
-                                 "settings": row_settings(row, s)}
-        write_json(store_path, store)
+        result = {"metrics": volume_metrics(recs[row], truth), "seconds": seconds, "settings": row_settings(row, s)}
+        with open(out / ".results.lock", "w") as lock:  # rows may be computed by several processes at once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            store = load_store(store_path, s)
+            store["results"][row] = result
+            write_json(store_path, store)
         m = store["results"][row]["metrics"]
         print(f"{row}: PSNR axial/coronal/sagittal {m['psnr_axial']:.2f} / {m['psnr_coronal']:.2f} / "
               f"{m['psnr_sagittal']:.2f} dB in {seconds:.0f} s", flush=True)
+    store = load_store(store_path, s)  # with rows that other processes finished meanwhile
     for row in store["results"]:
-        if row not in recs:
+        if row not in recs and (out / f"{row.split(',')[0].replace(' ', '_')}.npy").exists():
             recs[row] = np.load(out / f"{row.split(',')[0].replace(' ', '_')}.npy")
     recs = {row: recs[row] for row in ROWS if row in recs}
     planes_figure(out / "planes.png", truth, recs, {r: v["metrics"] for r, v in store["results"].items()})

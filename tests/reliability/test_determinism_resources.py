@@ -139,3 +139,19 @@ def test_disk_full_in_an_atomic_write_keeps_the_previous_file(tmp_path, monkeypa
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"step": 5}
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_outputs_get_the_permissions_of_a_plain_file(tmp_path, umask):
+    import os
+
+    from padis3d.atomic import write_json
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "report.json", {"a": 1})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
+    assert mode("report.json") == mode("plain.txt") == 0o666 & ~umask

@@ -117,16 +117,28 @@ def run_train(args: argparse.Namespace) -> int:
     """Build data, model and state from ``args`` and train; returns an exit code."""
     import torch
 
+    from padis3d.training import init_distributed
+
+    torch.set_num_threads(args.threads)
+    distributed = init_distributed()
+    try:
+        return _train(args)
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
     from padis3d.data import PatchSampler
     from padis3d.device import resolve_device
     from padis3d.errors import PadisError
     from padis3d.nn import count_parameters
-    from padis3d.training import TrainSettings, dist_info, init_distributed, new_state, resume_state, train
+    from padis3d.training import TrainSettings, dist_info, new_state, resume_state, train
 
-    torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
     size = args.size or preset["size"]
-    init_distributed()
     rank, _ = dist_info()
     images, extra, info = _images(args, size)
     if args.mode == "whole":

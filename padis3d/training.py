@@ -251,6 +251,8 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
             if flags[2] > 0:
                 break
         checkpoint()
+        if world > 1:  # no rank leaves (and tears its process group down) while rank 0 still writes
+            dist.barrier()
     finally:
         bar.close()
         if old is not None:

@@ -36,3 +36,15 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     # the logged global loss is the mean over both processes' shares
     for (_, l1, _), (_, l2, _) in zip(single.history, ddp["meta"]["history"]):
         assert abs(l1 - l2) < 1e-5 * max(1.0, abs(l1))
+
+
+def test_train_cli_under_torchrun_exits_cleanly(tmp_path):
+    """Both ranks of ``padis3d-train`` leave together and tear their process group down (exit 0)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "padis3d.train_cli", "--size", "16", "--features", "8", "16", "--patch-sizes", "8",
+                           "--batch", "2", "--steps", "2", "--no-progress", "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = read_checkpoint(tmp_path / "run" / "state.pt")
+    assert state["meta"]["world_size"] == 2 and state["meta"]["steps"] == 2

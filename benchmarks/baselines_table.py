@@ -25,7 +25,7 @@ from padis3d.baselines.tasks import TASKS, make_task
 from padis3d.baselines.tv import admm_tv
 from padis3d.baselines.tv_weights import tv_weight
 from padis3d.metrics import image_metrics
-from padis3d.sample_data import TEST_SLICES, chest_ct_slices
+from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices
 
 # (baseline PSNR, TV PSNR, TV SSIM) from the technical brief; None where not given
 REFERENCE = {

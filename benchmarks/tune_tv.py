@@ -18,7 +18,7 @@ import torch
 from padis3d.baselines.tasks import TASKS, make_task
 from padis3d.baselines.tv import admm_tv
 from padis3d.metrics import image_metrics
-from padis3d.sample_data import TRAIN_SLICES, chest_ct_slices
+from padis3d.io.sample_data import TRAIN_SLICES, chest_ct_slices
 
 DEFAULT_GRID = {"ct": [0.01, 0.03, 0.1, 0.3, 1.0], "deblur": [0.001, 0.003, 0.01, 0.03, 0.1],
                 "sr4": [0.001, 0.003, 0.01, 0.03, 0.1]}

@@ -42,8 +42,8 @@ def tiny_prior(path: Path, seed: int = 0) -> int:
     """Save a small random 2D patch prior (EDM UNet, features 16/32) to ``path``; its bytes."""
     import torch
 
-    from padis3d.checkpoint import FORMAT_PRIOR, atomic_save
-    from padis3d.nn import EDMDenoiser, PriorConfig
+    from padis3d.priors.checkpoint import FORMAT_PRIOR, atomic_save
+    from padis3d.priors.network import EDMDenoiser, PriorConfig
 
     config = PriorConfig(features=(16, 32), attention_levels=(False, False), norm_num_groups=8,
                          num_head_channels=8)
@@ -86,7 +86,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 BASELINE = """
 import sys
 import dask, matplotlib, nibabel, skimage.transform, torch, zarr
-import padis3d.cli, padis3d.volume_cli, padis3d.volume, padis3d.metrics
+import padis3d.cli, padis3d.cli.volume, padis3d.volume.runner, padis3d.metrics
 from padis3d import load_prior
 load_prior(sys.argv[1])
 from padis3d.memory import vm_hwm_mb

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """Lazy exports, so ``import padis3d`` stays light: ``padis3d.load_prior``."""
     if name == "load_prior":
-        from padis3d.checkpoint import load_prior
+        from padis3d.priors.checkpoint import load_prior
 
         return load_prior
     raise AttributeError(f"module 'padis3d' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 (scikit-image implementations, default 7-pixel uniform SSIM window), per image and
 for volumes as the mean over axial, coronal and sagittal slices and over the whole volume.
 
-Volumes are ``(z, y, x)`` in display order (``padis3d.sample_data``): axial slices index
+Volumes are ``(z, y, x)`` in display order (``padis3d.io.sample_data``): axial slices index
 axis 0, coronal axis 1, sagittal axis 2.
 """
 

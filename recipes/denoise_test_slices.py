@@ -13,8 +13,8 @@ import argparse
 
 import torch
 
-from padis3d.checkpoint import load_prior
-from padis3d.sample_data import TEST_SLICES, chest_ct_slices
+from padis3d.priors.checkpoint import load_prior
+from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices
 from tiling.grid import TileGrid
 
 

@@ -39,12 +39,12 @@ import padis3d  # noqa: E402
 from padis3d.atomic import atomic_path, write_json  # noqa: E402
 from padis3d.baselines.tv import admm_tv  # noqa: E402
 from padis3d.baselines.tv_weights import tv_weight  # noqa: E402
-from padis3d.checkpoint import library_versions  # noqa: E402
+from padis3d.priors.checkpoint import library_versions  # noqa: E402
 from padis3d.metrics import volume_metrics  # noqa: E402
 from padis3d.operators import ParallelBeam3D  # noqa: E402
-from padis3d.prior import volume_prior_from  # noqa: E402
-from padis3d.reconstruct import ProgressBar  # noqa: E402
-from padis3d.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
+from padis3d.priors.factory import volume_prior_from  # noqa: E402
+from padis3d.solvers.reconstruct import ProgressBar  # noqa: E402
+from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
 from padis3d.solvers import dds, geometric_sigmas, init_state  # noqa: E402
 
 

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from padis3d.sample_data import chest_ct_path
+    from padis3d.io.sample_data import chest_ct_path
 
     source = args.input or chest_ct_path()
     if not Path(source).exists():

@@ -46,11 +46,11 @@ from padis3d.baselines.pnp import pnp_admm  # noqa: E402
 from padis3d.baselines.tasks import make_task  # noqa: E402
 from padis3d.baselines.tv import admm_tv  # noqa: E402
 from padis3d.baselines.tv_weights import tv_weight  # noqa: E402
-from padis3d.checkpoint import library_versions, read_checkpoint  # noqa: E402
+from padis3d.priors.checkpoint import library_versions, read_checkpoint  # noqa: E402
 from padis3d.metrics import psnr, ssim  # noqa: E402
-from padis3d.prior import patch_prior_from  # noqa: E402
-from padis3d.reconstruct import SamplerSettings, reconstruct  # noqa: E402
-from padis3d.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
+from padis3d.priors.factory import patch_prior_from  # noqa: E402
+from padis3d.solvers.reconstruct import SamplerSettings, reconstruct  # noqa: E402
+from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
 from recipes.paper2d_figures import ablation_figure, reconstruction_figure  # noqa: E402
 
 
@@ -156,7 +156,7 @@ def train_command(name: str, cfg: Config, args: argparse.Namespace) -> list[str]
             return None
     if args.train_budget <= 0 and not args.smoke:
         return None
-    cmd = [sys.executable, "-m", "padis3d.train_cli", *train_args(name, cfg, args.smoke), "--out", str(out)]
+    cmd = [sys.executable, "-m", "padis3d.cli.train", *train_args(name, cfg, args.smoke), "--out", str(out)]
     if not args.smoke:
         cmd += ["--steps", "1000000", "--budget-hours", str(args.train_budget), "--no-progress"]
     return cmd + (["--resume"] if (out / "state.pt").exists() else [])

@@ -28,11 +28,11 @@ from padis3d.atomic import atomic_path, write_json
 from padis3d.baselines.tasks import make_task
 from padis3d.baselines.tv import admm_tv
 from padis3d.baselines.tv_weights import tv_weight
-from padis3d.checkpoint import library_versions
+from padis3d.priors.checkpoint import library_versions
 from padis3d.metrics import psnr, ssim
-from padis3d.prior import patch_prior_from
-from padis3d.reconstruct import SamplerSettings, reconstruct
-from padis3d.sample_data import TEST_SLICES, TRAIN_SLICES, chest_ct_slices
+from padis3d.priors.factory import patch_prior_from
+from padis3d.solvers.reconstruct import SamplerSettings, reconstruct
+from padis3d.io.sample_data import TEST_SLICES, TRAIN_SLICES, chest_ct_slices
 
 TASKS = ("ct20", "ct8", "deblur", "sr4")
 METHODS = ("baseline", "tv", "whole", "padis")

@@ -14,23 +14,23 @@ what=${1:?patch|whole|slab|cube|subset N|paper-gpu}; shift
 common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
 case "$what" in
   patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
-    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode patch \
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch \
       --out "$RUNS/chest128_patch" --export checkpoints/chest128_patch.pt "$@" ;;
   whole)  # same data and network, the whole 128^2 image is the only patch, 2 images per step
-    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode whole --batch 2 \
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode whole --batch 2 \
       --out "$RUNS/chest128_whole" --export checkpoints/chest128_whole.pt "$@" ;;
   slab)   # 3 adjacent slices as channels, in-plane positions (y, x); add --slab-z-position for z
-    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode slab --slab 3 \
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode slab --slab 3 \
       --out "$RUNS/chest128_slab3" --export checkpoints/chest128_slab3.pt "$@" ;;
   cube)   # a true 3D prior: 16^3 / 32^3 cubes of the 128^2 training block, in-plane positions
-    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode cube --patch-sizes 16 32 --patch-probs 0.4 0.6 \
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode cube --patch-sizes 16 32 --patch-probs 0.4 0.6 \
       --batch 4 --out "$RUNS/chest128_cube" --export checkpoints/chest128_cube.pt "$@" ;;
   subset)  # data-size study: the patch prior on N of the training slices (N = 12, 25, 50 or 100)
     n=${1:?subset N}; shift
-    exec nice -n 10 "$PY" -m padis3d.train_cli "${common[@]}" --mode patch --subset "$n" \
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --subset "$n" \
       --out "$RUNS/chest128_patch_sub$n" --export "checkpoints/chest128_patch_sub$n.pt" "$@" ;;
   paper-gpu)  # the paper's configuration: 256^2, P in 16/32/56 (p = .2/.3/.5), ~59M parameters
-    exec "$PY" -m padis3d.train_cli --preset paper-gpu --device cuda --threads 4 --steps 200000 \
+    exec "$PY" -m padis3d.cli.train --preset paper-gpu --device cuda --threads 4 --steps 200000 \
       --checkpoint-minutes 30 --out "$RUNS/chest256_paper" "$@" ;;
   *) echo "unknown recipe $what" >&2; exit 2 ;;
 esac

@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 import padis3d  # noqa: E402
 from padis3d.baselines.tasks import TASKS, make_task  # noqa: E402
 from padis3d.metrics import psnr, ssim  # noqa: E402
-from padis3d.prior import patch_prior_from  # noqa: E402
-from padis3d.reconstruct import SamplerSettings, reconstruct  # noqa: E402
-from padis3d.sample_data import TRAIN_SLICES, chest_ct_slices  # noqa: E402
+from padis3d.priors.factory import patch_prior_from  # noqa: E402
+from padis3d.solvers.reconstruct import SamplerSettings, reconstruct  # noqa: E402
+from padis3d.io.sample_data import TRAIN_SLICES, chest_ct_slices  # noqa: E402
 
 TEXT_FIELDS = ("sampler", "init", "schedule")
 INT_FIELDS = ("steps", "inner", "cg_iters", "seed")

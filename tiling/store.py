@@ -71,7 +71,7 @@ def store_tile_budget(grid: TileGrid, batch: int, channels: int, out_channels: i
                       per_tile: int, memory_budget: int, num_workers: int = 1) -> int:
     """Bytes left for tiles in flight per worker once its band is held; a :class:`TilingError`
     naming the minimum when ``memory_budget`` cannot hold one band and one tile per worker.
-    Callers may run it before any work to fail early (``padis3d.volume`` does)."""
+    Callers may run it before any work to fail early (``padis3d.volume.runner`` does)."""
     band = band_bytes(grid, batch, channels, out_channels, itemsize)
     minimum = band + per_tile
     if not memory_budget >= minimum * num_workers:

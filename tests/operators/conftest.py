@@ -10,5 +10,5 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def chest128():
     """Two default test slices (110, 120) as (2, 1, 128, 128)."""
-    from padis3d.sample_data import chest_ct_slices
+    from padis3d.io.sample_data import chest_ct_slices
     return torch.from_numpy(chest_ct_slices([110, 120], 128))[:, None]

@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from padis3d.training import init_distributed, new_state, train
+from padis3d.training.loop import init_distributed, new_state, train
 from tests.prior.prior_helpers import ddp_setup
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from padis3d.nn import PriorConfig
+from padis3d.priors.network import PriorConfig
 
 torch.set_num_threads(1)
 
@@ -42,8 +42,8 @@ def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def ddp_setup():
     """Tiny config, sampler with even batch sizes, and 3-step settings shared by the DDP test and worker."""
-    from padis3d.data import PatchSampler
-    from padis3d.training import TrainSettings
+    from padis3d.training.data import PatchSampler
+    from padis3d.training.loop import TrainSettings
 
     sampler = PatchSampler(blob_images(6, 16, seed=2), [8, 16], [0.5, 0.5], batch_sizes=[8, 4])
     settings = TrainSettings(steps=3, lr=1e-3, lr_warmup_steps=1, ema_halflife_patches=50, log_every=1,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import padis3d
-from padis3d.checkpoint import FORMAT_PRIOR, atomic_save, load_prior
+from padis3d.priors.checkpoint import FORMAT_PRIOR, atomic_save, load_prior
 from padis3d.errors import PadisError
-from padis3d.nn import CPU_CONFIG, EDMDenoiser, count_parameters
+from padis3d.priors.network import CPU_CONFIG, EDMDenoiser, count_parameters
 from tests.prior.prior_helpers import perturbed, tiny_config
 
 

@@ -7,8 +7,8 @@ import argparse
 import numpy as np
 import pytest
 
-from padis3d.checkpoint import load_prior, read_checkpoint
-from padis3d.train_cli import add_train_arguments, main, run_train
+from padis3d.priors.checkpoint import load_prior, read_checkpoint
+from padis3d.cli.train import add_train_arguments, main, run_train
 from tests.prior.prior_helpers import blob_images
 
 SMALL = ["--features", "16", "32", "--size", "16", "--patch-sizes", "8", "16", "--batch", "2", "--no-progress"]
@@ -31,7 +31,7 @@ def test_patch_run_resume_and_export(tmp_path, npy, capsys):
     assert meta["steps"] == 5 and len(meta["commands"]) == 2 and meta["data"]["format"] == "npy"
     prior = load_prior(exp)
     assert prior.meta["steps"] == 3 and prior.config.position_axes == (0, 1)
-    assert exp.with_suffix(".md").read_text().count("padis3d.train_cli") == 1
+    assert exp.with_suffix(".md").read_text().count("padis3d.cli.train") == 1
     assert exp.with_suffix(".loss.png").is_file()
 
 
@@ -67,8 +67,8 @@ def test_bad_arguments_give_clear_errors(tmp_path, npy, capsys):
 
 
 def test_presets_name_the_library_configs():
-    from padis3d.nn import CPU_CONFIG, PAPER_GPU_CONFIG
-    from padis3d.train_cli import PRESETS, network_config
+    from padis3d.priors.network import CPU_CONFIG, PAPER_GPU_CONFIG
+    from padis3d.cli.train import PRESETS, network_config
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
@@ -90,7 +90,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, npy):
 
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root))
-    proc = subprocess.Popen([sys.executable, "-m", "padis3d.train_cli", "--data", npy, "--out", str(tmp_path / "t"),
+    proc = subprocess.Popen([sys.executable, "-m", "padis3d.cli.train", "--data", npy, "--out", str(tmp_path / "t"),
                              "--steps", "1000000", *SMALL], env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("padis3d train:")  # the loop (and its SIGTERM handler) starts next
     time.sleep(3)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from padis3d.checkpoint import read_checkpoint
-from padis3d.training import new_state, train
+from padis3d.priors.checkpoint import read_checkpoint
+from padis3d.training.loop import new_state, train
 from tests.prior.prior_helpers import ddp_setup
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +42,7 @@ def test_train_cli_under_torchrun_exits_cleanly(tmp_path):
     """Both ranks of ``padis3d-train`` leave together and tear their process group down (exit 0)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "padis3d.train_cli", "--size", "16", "--features", "8", "16", "--patch-sizes", "8",
+                           "-m", "padis3d.cli.train", "--size", "16", "--features", "8", "16", "--patch-sizes", "8",
                            "--batch", "2", "--steps", "2", "--no-progress", "--out", str(tmp_path / "run")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from padis3d.errors import PadisError
-from padis3d.nn import PAPER_GPU_CONFIG, EDMDenoiser, PriorConfig, paper_parameter_count
+from padis3d.priors.network import PAPER_GPU_CONFIG, EDMDenoiser, PriorConfig, paper_parameter_count
 from tests.prior.prior_helpers import perturbed, tiny_config
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from padis3d.data import PatchSampler, crop_positions, scaled_batch_sizes, slab_samples, training_subset
+from padis3d.training.data import PatchSampler, crop_positions, scaled_batch_sizes, slab_samples, training_subset
 from padis3d.errors import PadisError
-from padis3d.slice_jump import jump_permutation
+from padis3d.priors.slice_jump import jump_permutation
 from tiling.grid import TileGrid
 
 
@@ -102,8 +102,8 @@ def test_batch_scaling_subsets_and_bad_input():
 
 
 def test_default_dataset_subsets_never_touch_test_slices():
-    from padis3d.data import chest_ct_training_images
-    from padis3d.sample_data import TEST_SLICES
+    from padis3d.training.data import chest_ct_training_images
+    from padis3d.io.sample_data import TEST_SLICES
 
     images, info = chest_ct_training_images(32, subset=12)
     assert images.shape == (12, 1, 32, 32) and 0 <= images.min() and images.max() <= 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from padis3d.checkpoint import load_prior, read_checkpoint
-from padis3d.data import PatchSampler
+from padis3d.priors.checkpoint import load_prior, read_checkpoint
+from padis3d.training.data import PatchSampler
 from padis3d.errors import PadisError
-from padis3d.training import TrainSettings, new_state, resume_state, train
+from padis3d.training.loop import TrainSettings, new_state, resume_state, train
 from tests.prior.prior_helpers import blob_images, tiny_config
 
 DATA = {"source": "synthetic discs"}
@@ -106,7 +106,7 @@ def test_nonfinite_loss_is_skipped_then_aborts(tmp_path, monkeypatch):
     sampler = PatchSampler(blob_images(4, 16), [8], batch=4)
     state = train(new_state(tiny_config(), settings(3)), sampler, settings(3), tmp_path, DATA)
     before = [p.clone() for p in state.model.parameters()]
-    import padis3d.training as tr
+    import padis3d.training.loop as tr
 
     monkeypatch.setattr(tr, "edm_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(PadisError, match="non-finite"):

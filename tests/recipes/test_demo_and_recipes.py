@@ -15,7 +15,7 @@ import torch
 from padis3d import cli
 from padis3d.baselines.tasks import make_task
 from padis3d.metrics import psnr, ssim
-from padis3d.sample_data import chest_ct_slices
+from padis3d.io.sample_data import chest_ct_slices
 
 ROOT = Path(__file__).resolve().parents[2]
 

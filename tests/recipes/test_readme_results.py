@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from padis3d.demo import DemoConfig, format_table, run_demo
+from padis3d.cli.demo import DemoConfig, format_table, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from padis3d.checkpoint import load_prior
+from padis3d.priors.checkpoint import load_prior
 from padis3d.errors import PadisError
 from tests.prior.prior_helpers import tiny_config
 from tests.reliability.helpers import (assert_clean_failure, ct_volume, dicom_slice, nifti_volume, run_cli,
@@ -185,7 +185,7 @@ def test_api_checkpoints_of_another_architecture_or_corrupt(files, bad):  # noqa
         load_prior(bad / "foreign.pt")
     with pytest.raises(PadisError, match="unreadable or corrupt"):
         load_prior(bad / "truncated.pt")
-    from padis3d.training import TrainSettings, resume_state
+    from padis3d.training.loop import TrainSettings, resume_state
     with pytest.raises(PadisError, match="differs from the requested"):
         resume_state(files / "tiny.pt", TrainSettings(steps=2), tiny_config(features=(32, 64)))
 
@@ -205,8 +205,8 @@ def test_api_ct_detector_too_small_and_bad_angles():
 
 
 def test_api_settings_and_budgets():
-    from padis3d.reconstruct import SamplerSettings
-    from padis3d.volume import VolumeSettings
+    from padis3d.solvers.reconstruct import SamplerSettings
+    from padis3d.volume.runner import VolumeSettings
     from tiling import TileGrid, TilingError, plan_batch
 
     with pytest.raises(PadisError, match="steps and inner must be >= 1"):

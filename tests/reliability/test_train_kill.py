@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from padis3d.checkpoint import read_checkpoint
+from padis3d.priors.checkpoint import read_checkpoint
 from tests.prior.prior_helpers import blob_images
 from tests.reliability.helpers import env
 
@@ -24,7 +24,7 @@ STEPS = 20
 
 
 def command(data, out, *extra):
-    return [sys.executable, "-m", "padis3d.train_cli", "--data", str(data), "--out", str(out), "--steps", str(STEPS),
+    return [sys.executable, "-m", "padis3d.cli.train", "--data", str(data), "--out", str(out), "--steps", str(STEPS),
             "--features", "16", "32", "--size", "16", "--patch-sizes", "8", "16", "--batch", "2", "--seed", "5",
             "--checkpoint-minutes", "0", "--threads", "1", "--no-progress", *extra]
 

@@ -5,7 +5,7 @@ dimension for the samplers' per-image step-size rules)."""
 
 import torch
 
-from padis3d.gaussian_prior import GaussianPrior, gaussian_posterior
+from padis3d.priors.gaussian import GaussianPrior, gaussian_posterior
 
 SHAPE = (8, 8)
 MEAN = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64).repeat(16).reshape(SHAPE)

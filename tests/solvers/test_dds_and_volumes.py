@@ -3,7 +3,7 @@ k slices folded into channels) through the same PatchPrior and solver code."""
 
 import torch
 
-from padis3d.prior import PatchPrior
+from padis3d.priors.patch import PatchPrior
 from padis3d.solvers.common import init_state
 import pytest
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from padis3d.errors import PadisError
-from padis3d.prior import PatchPrior
+from padis3d.priors.patch import PatchPrior
 from tiling import TileGrid
 
 

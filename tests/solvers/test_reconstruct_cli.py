@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from padis3d import cli
-from padis3d.checkpoint import FORMAT_PRIOR, atomic_save
-from padis3d.nn import EDMDenoiser
+from padis3d.priors.checkpoint import FORMAT_PRIOR, atomic_save
+from padis3d.priors.network import EDMDenoiser
 from tests.prior.prior_helpers import blob_images, perturbed, tiny_config
 
 
@@ -48,7 +48,7 @@ def test_same_seed_same_result_other_seed_other_result(files, tmp_path):
 
 
 def test_interrupt_leaves_no_output(files, tmp_path, monkeypatch):
-    from padis3d import reconstruct
+    from padis3d.solvers import reconstruct
 
     def interrupt(self, info):
         raise KeyboardInterrupt

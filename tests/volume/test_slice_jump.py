@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from padis3d.errors import PadisError
-from padis3d.prior import PatchPrior
-from padis3d.slice_jump import SliceJumpPrior, jump_permutation
+from padis3d.priors.patch import PatchPrior
+from padis3d.priors.slice_jump import SliceJumpPrior, jump_permutation
 
 K, SHAPE, TILE = 3, (23, 16, 16), (3, 8, 8)
 W = torch.tensor([[0.5, 0.3, 0.1], [0.2, 0.6, 0.4], [0.0, 0.7, 0.1]])  # not symmetric: a wrong adjoint shows

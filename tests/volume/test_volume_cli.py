@@ -76,7 +76,7 @@ def test_cone_beam_without_cuda_fails_before_any_file(files, volume, tmp_path, c
 def test_cone_beam_task_runs_the_whole_volume_data_step(files, volume, tmp_path, monkeypatch):  # noqa: F811
     # A 3D operator on the whole volume stands in for astra's cone beam (CUDA only): the task's
     # plumbing (projections, CGLS baseline, whole-volume data step, resume, outputs) is what is tested.
-    from padis3d import volume_cli
+    from padis3d.cli import volume as volume_cli
     from padis3d.operators import ParallelBeam3D
 
     made = []

@@ -4,8 +4,8 @@ same tiling engine and solver code as slab and slice priors."""
 import torch
 
 from padis3d import load_prior
-from padis3d.prior import volume_prior_from
-from padis3d.train_cli import main as train_main
+from padis3d.priors.factory import volume_prior_from
+from padis3d.cli.train import main as train_main
 
 
 def test_cube_prior_trains_and_denoises_a_volume_tile_by_tile(tmp_path):
@@ -50,8 +50,8 @@ def test_slice_jump_from_a_slab_checkpoint_only_and_in_memory_only(tmp_path):
 
     from padis3d.errors import PadisError
     from padis3d.operators import ParallelBeam2D
-    from padis3d.slice_jump import SliceJumpPrior
-    from padis3d.volume import VolumeRun, VolumeSettings
+    from padis3d.priors.slice_jump import SliceJumpPrior
+    from padis3d.volume.runner import VolumeRun, VolumeSettings
 
     for mode in ("slab", "patch"):
         assert train_main(["--mode", mode, "--size", "16", "--features", "8", "16", "--patch-sizes", "8",

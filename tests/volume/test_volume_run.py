@@ -7,8 +7,8 @@ import zarr
 
 from padis3d.errors import PadisError
 from padis3d.operators import ParallelBeam2D
-from padis3d.prior import PatchPrior
-from padis3d.volume import VolumeRun, VolumeSettings
+from padis3d.priors.patch import PatchPrior
+from padis3d.volume.runner import VolumeRun, VolumeSettings
 from tests.solvers.test_patch_prior import TinyDenoiser
 
 SHAPE = (10, 16, 16)

@@ -16,10 +16,10 @@ from padis3d import cli, load_prior
 from padis3d.errors import PadisError
 from padis3d.io.volume_stream import open_volume, write_volume_bands
 from padis3d.metrics import volume_metrics, volume_metrics_banded
-from padis3d.prior import volume_prior_from
-from padis3d.volume import VolumeRun, VolumeSettings
-from padis3d.volume_cli import IdentitySlices
-from padis3d.volume_pipeline import NormalStream
+from padis3d.priors.factory import volume_prior_from
+from padis3d.volume.runner import VolumeRun, VolumeSettings
+from padis3d.cli.volume import IdentitySlices
+from padis3d.volume.pipeline import NormalStream
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 
 
@@ -90,9 +90,9 @@ def test_streamed_nii_equals_in_memory_and_npy(files, nifti_volume, tmp_path, mo
     """The CLI on a .nii streamed in bands of 2 slices (budget 1 MiB, half of it per slice), the
     same volume as .npy, and the former in-memory path (whole arrays, one randn, numpy
     measurements) agree exactly."""
-    import padis3d.volume_pipeline
+    import padis3d.volume.pipeline
 
-    monkeypatch.setattr(padis3d.volume_pipeline, "prep_bytes_per_row", lambda *_: 2 ** 19)
+    monkeypatch.setattr(padis3d.volume.pipeline, "prep_bytes_per_row", lambda *_: 2 ** 19)
     root, data = nifti_volume
     zyx = np.ascontiguousarray(data.transpose(2, 1, 0))
     common = ["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"), "--size", "12", "--steps",

@@ -18,7 +18,7 @@ def environment_report() -> dict[str, str]:
     import torch
 
     from padis3d import __version__
-    from padis3d.sample_data import chest_ct_path
+    from padis3d.io.sample_data import chest_ct_path
 
     report = {"padis3d": __version__, "python": platform.python_version()}
     for dist in ("torch", "monai", "astra-toolbox", "zarr", "dask", "nibabel", "numpy"):

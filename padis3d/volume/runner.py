@@ -31,7 +31,7 @@ import zarr
 
 from padis3d.atomic import is_disk_full, write_json
 from padis3d.errors import PadisError
-from padis3d.prior import PatchPrior
+from padis3d.priors.patch import PatchPrior
 from padis3d.solvers.dds import data_consistency
 from tiling import map_tiles_store, plan_batch, tile_bytes
 from tiling.store import store_tile_budget

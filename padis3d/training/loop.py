@@ -24,11 +24,11 @@ import torch
 import torch.distributed as dist
 
 from padis3d.atomic import remove_stale_temps
-from padis3d.checkpoint import (FORMAT_PRIOR, FORMAT_STATE, FORMAT_VERSION, atomic_save, library_versions,
+from padis3d.priors.checkpoint import (FORMAT_PRIOR, FORMAT_STATE, FORMAT_VERSION, atomic_save, library_versions,
                                 load_weights, read_checkpoint, warn_weights_only)
-from padis3d.data import PatchSampler
+from padis3d.training.data import PatchSampler
 from padis3d.errors import PadisError
-from padis3d.nn import EDMDenoiser, PriorConfig, draw_sigma_noise, edm_loss
+from padis3d.priors.network import EDMDenoiser, PriorConfig, draw_sigma_noise, edm_loss
 
 
 @dataclass
@@ -135,8 +135,8 @@ def build_meta(state: TrainState, settings: TrainSettings, sampler: PatchSampler
 def save_checkpoints(state: TrainState, meta: dict, out_dir: Path, exports: list[Path]) -> None:
     """Write ``state.pt`` (full resume state) and ``prior.pt`` (EMA + meta) with loss PNGs, and copies of
     the prior to ``exports``."""
-    from padis3d.loss_plot import write_loss_plot
-    from padis3d.model_card import write_model_card
+    from padis3d.training.loss_plot import write_loss_plot
+    from padis3d.training.model_card import write_model_card
 
     cfg = state.model.config.to_dict()
     ema = {k: v.clone() for k, v in state.ema.state_dict().items()}

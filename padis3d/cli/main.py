@@ -17,7 +17,7 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from padis3d.info import environment_report
+    from padis3d.cli.info import environment_report
 
     report = environment_report()
     width = max(map(len, report))
@@ -27,14 +27,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_tiling_demo(args: argparse.Namespace) -> int:
-    from padis3d.tiling_demo import run_tiling_demo
+    from padis3d.cli.tiling_demo import run_tiling_demo
 
     run_tiling_demo(out_dir=args.out, seed=args.seed)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from padis3d.demo import DemoConfig, format_table, run_demo
+    from padis3d.cli.demo import DemoConfig, format_table, run_demo
 
     cfg = DemoConfig.for_sampler(args.sampler, slices=tuple(args.slices), task=args.task, seed=args.seed,
                                  **({"checkpoint": args.checkpoint} if args.checkpoint else {}))
@@ -56,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, CUDA availability and the default data's location")
     p.set_defaults(run=_cmd_info)
 
-    from padis3d.train_cli import add_train_arguments, run_train
+    from padis3d.cli.train import add_train_arguments, run_train
 
     p = sub.add_parser("train", help="train a patch (or whole-image) diffusion prior; resumable")
     add_train_arguments(p)
     p.set_defaults(run=run_train)
 
-    from padis3d.reconstruct_cli import (add_reconstruct_arguments, add_sample_arguments, run_reconstruct,
+    from padis3d.cli.reconstruct import (add_reconstruct_arguments, add_sample_arguments, run_reconstruct,
                                          run_sample)
 
     p = sub.add_parser("reconstruct", help="solve an inverse problem with a prior: 2D (ct, ct-fan, deblur, sr) "

@@ -1,4 +1,4 @@
-"""The out-of-core stages around a volume run (:mod:`padis3d.volume`): the input normalised and
+"""The out-of-core stages around a volume run (:mod:`padis3d.volume.runner`): the input normalised and
 resized, the simulated measurements and the baseline, all computed band by band of axial
 slices into zarr arrays in the work folder; and the memory plan that sizes those bands.
 

@@ -4,7 +4,7 @@
 and the posterior under ``y = A x + n``, ``n ~ N(0, s² I)`` is Gaussian with
 ``μ_post = μ + V Aᵀ (A V Aᵀ + s² I)⁻¹ (y - A μ)`` and ``Σ_post = V - V Aᵀ (A V Aᵀ + s² I)⁻¹ A V``
 with ``V = diag(v)`` (the covariance form stays exact as ``s -> 0``).
-It has the sampler-state interface of :class:`padis3d.prior.PatchPrior` (the state is
+It has the sampler-state interface of :class:`padis3d.priors.patch.PatchPrior` (the state is
 the image itself).
 """
 

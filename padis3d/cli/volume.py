@@ -1,11 +1,11 @@
 """``padis3d reconstruct`` for volumes (tasks ``ct3d-parallel``, ``ct3d-cone`` and ``denoise``): a NIfTI /
-zarr / DICOM / npy volume in, an out-of-core resumable DDS run (:mod:`padis3d.volume`),
+zarr / DICOM / npy volume in, an out-of-core resumable DDS run (:mod:`padis3d.volume.runner`),
 the reconstruction out in the input's format (NIfTI keeps its affine and header), with
 per-plane metrics in ``report.json`` and axial/coronal/sagittal panels in ``panels.png``.
 
 Out of core end to end: the input is read, windowed and resized band by band of axial
 slices into zarr work arrays, with the measurements and the baseline
-(:mod:`padis3d.volume_pipeline`); the metrics stream over the bands
+(:mod:`padis3d.volume.pipeline`); the metrics stream over the bands
 (:func:`padis3d.metrics.volume_metrics_banded`); the output is written band by band
 (:mod:`padis3d.io.volume_stream`); the panels read three planes. Band sizes come from
 ``--memory-budget-mb``, so peak memory is the budget plus the model plus a fixed overhead,
@@ -37,7 +37,7 @@ import zarr
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
 from padis3d.memory import peak_rss_mb
-from padis3d.reconstruct_cli import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
+from padis3d.cli.options import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
 CGLS_ITERS = 20  # the cone-beam baseline: least squares by CG on the normal equations, from zero
 
 
@@ -109,16 +109,16 @@ def panels(path: Path, volumes: list[tuple[str, tuple[np.ndarray, np.ndarray, np
 
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d import load_prior
-    from padis3d.checkpoint import library_versions
+    from padis3d.priors.checkpoint import library_versions
     from padis3d.device import resolve_device
     from padis3d.io.volume_stream import open_volume, write_volume_bands
     from padis3d.metrics import metrics_band_bytes, volume_metrics_banded
     from padis3d.operators import ParallelBeam2D
-    from padis3d.prior import volume_prior_from
-    from padis3d.reconstruct import ProgressBar
-    from padis3d.sample_data import chest_ct_path
-    from padis3d.volume import VolumeRun, VolumeSettings, check_volume_budget
-    from padis3d.volume_pipeline import (centre_planes, limit_heap_growth, plan_rows, prep_bytes_per_row,
+    from padis3d.priors.factory import volume_prior_from
+    from padis3d.solvers.reconstruct import ProgressBar
+    from padis3d.io.sample_data import chest_ct_path
+    from padis3d.volume.runner import VolumeRun, VolumeSettings, check_volume_budget
+    from padis3d.volume.pipeline import (centre_planes, limit_heap_growth, plan_rows, prep_bytes_per_row,
                                          prepare_volume, release_free_memory, source_identity)
 
     check_run_options(args)
@@ -147,7 +147,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
                          f">= {MIN_SIDE} voxels (the SSIM window of the report); widen --slices or --size")
     cone = None
     if args.task == "ct3d-cone":  # fails here, before any file, without astra CUDA or within budget
-        from padis3d.volume import whole_volume_bytes
+        from padis3d.volume.runner import whole_volume_bytes
 
         if args.views < 1:
             raise PadisError(f"--views must be >= 1, got {args.views}")

@@ -21,7 +21,7 @@ import torch
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "chest128_patch.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "chest128_patch.pt"
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _reconstructions(cfg: DemoConfig, x: torch.Tensor, prior: Any, progress: boo
     from padis3d.baselines.tasks import make_task
     from padis3d.baselines.tv import admm_tv
     from padis3d.baselines.tv_weights import tv_weight
-    from padis3d.reconstruct import ProgressBar, SamplerSettings, reconstruct
+    from padis3d.solvers.reconstruct import ProgressBar, SamplerSettings, reconstruct
 
     task = make_task(cfg.task, cfg.size)
     y = task.measure(x, seed=cfg.seed)
@@ -124,10 +124,10 @@ def demo_figure(path: Path, rows: list[tuple[int, np.ndarray, dict[str, tuple[np
 def run_demo(out_dir: str | Path = "outputs/demo", cfg: DemoConfig = DemoConfig(), progress: bool = True) -> dict:
     """Run the demo; returns the report written to ``out_dir/demo.json``."""
     import padis3d
-    from padis3d.checkpoint import library_versions
+    from padis3d.priors.checkpoint import library_versions
     from padis3d.metrics import psnr, ssim
-    from padis3d.prior import patch_prior_from
-    from padis3d.sample_data import TEST_SLICES, chest_ct_slices
+    from padis3d.priors.factory import patch_prior_from
+    from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices
 
     bad = [k for k in cfg.slices if k not in TEST_SLICES]
     if bad:

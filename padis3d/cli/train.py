@@ -3,7 +3,7 @@
 Run folder ``--out`` holds ``state.pt`` (full resume state), ``prior.pt`` (EMA weights + config),
 loss-curve PNGs and model cards; ``--export`` writes extra copies of the prior (e.g. into
 ``checkpoints/``). ``--resume`` continues from ``--out``/state.pt, or from a given state or prior file.
-Multi-process: ``torchrun --nproc-per-node 2 -m padis3d.train_cli ...`` (gloo on CPU).
+Multi-process: ``torchrun --nproc-per-node 2 -m padis3d.cli.train ...`` (gloo on CPU).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from padis3d.nn import PriorConfig
+    from padis3d.priors.network import PriorConfig
 
 PRESETS = {
     # CPU default: 128^2 chest CT, tiles of 16/32/48, ~2.5M parameters.
@@ -77,7 +77,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def _images(args: argparse.Namespace, size: int):
     import torch
 
-    from padis3d import data as d
+    from padis3d.training import data as d
 
     if args.mode == "slab":
         if args.data != "chest-ct":
@@ -100,11 +100,11 @@ def _images(args: argparse.Namespace, size: int):
 
 
 def network_config(name: str, args: argparse.Namespace, **kw) -> PriorConfig:
-    """The preset's network (``padis3d.nn.CPU_CONFIG`` or ``PAPER_GPU_CONFIG``) with the data's
+    """The preset's network (``padis3d.priors.network.CPU_CONFIG`` or ``PAPER_GPU_CONFIG``) with the data's
     dimensions and channels and the ``--features``/``--res-blocks`` overrides."""
     import dataclasses
 
-    from padis3d import nn
+    from padis3d.priors import network as nn
 
     base = getattr(nn, name)
     if args.features:
@@ -120,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Build data, model and state from ``args`` and train; returns an exit code."""
     import torch
 
-    from padis3d.training import init_distributed
+    from padis3d.training.loop import init_distributed
 
     torch.set_num_threads(args.threads)
     distributed = init_distributed()
@@ -134,11 +134,11 @@ def run_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from padis3d.data import PatchSampler
+    from padis3d.training.data import PatchSampler
     from padis3d.device import resolve_device
     from padis3d.errors import PadisError
-    from padis3d.nn import count_parameters
-    from padis3d.training import TrainSettings, dist_info, new_state, resume_state, train
+    from padis3d.priors.network import count_parameters
+    from padis3d.training.loop import TrainSettings, dist_info, new_state, resume_state, train
 
     preset = PRESETS[args.preset]
     size = args.size or preset["size"]
@@ -167,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
                              lr=args.lr or preset["lr"], ema_halflife_patches=args.ema_halflife or preset["ema_halflife"],
                              grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_minutes * 60,
                              progress=not args.no_progress)
-    command = "python -m padis3d.train_cli " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m padis3d.cli.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     commands = []
     if args.resume is not None:
         path = args.out / "state.pt" if args.resume == "auto" else Path(args.resume)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from padis3d.atomic import atomic_path, save_figure, write_json
+from padis3d.cli.options import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
 from padis3d.errors import PadisError
 
 VOLUME_TASKS = ("ct3d-parallel", "ct3d-cone", "denoise")
@@ -21,7 +22,7 @@ TASKS = ("ct", "ct-fan", "deblur", "sr", *VOLUME_TASKS)
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str], default_sampler: str) -> None:
-    from padis3d.reconstruct import SamplerSettings
+    from padis3d.solvers.reconstruct import SamplerSettings
 
     d = SamplerSettings()
     a = p.add_argument
@@ -42,56 +43,10 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     a("--no-progress", action="store_true")
 
 
-MIN_SIDE = 7
-"""Smallest image side (and volume axis) a run accepts: the 7-pixel SSIM window of the report's metrics."""
-
-
-def parse_tile(text: str) -> int | str | None:
-    """``--tile``: ``'auto'``, ``'whole'`` (-> ``None``) or a positive int; PadisError otherwise."""
-    if text in ("auto", "whole"):
-        return None if text == "whole" else text
-    try:
-        tile = int(text)
-    except ValueError:
-        raise PadisError(f"--tile must be an integer, 'auto' or 'whole', got {text!r}") from None
-    if tile < 1:
-        raise PadisError(f"--tile must be >= 1, got {tile}")
-    return tile
-
-
-def memory_budget_bytes(args: argparse.Namespace) -> int | None:
-    """``--memory-budget-mb`` in bytes (``None`` if not given); PadisError unless finite and > 0."""
-    mb = args.memory_budget_mb
-    if mb is None:
-        return None
-    if not 0 < mb < math.inf:
-        raise PadisError(f"--memory-budget-mb must be a positive number of MiB, got {mb}")
-    return int(mb * 2**20)
-
-
-def check_run_options(args: argparse.Namespace) -> None:
-    """Checks of the options every sampling command shares, before any file is read or written:
-    positive step counts, threads and batch; a parsable tile and budget; a usable device."""
-    from padis3d.device import resolve_device
-
-    for name in ("steps", "inner"):
-        if getattr(args, name, 1) < 1:
-            raise PadisError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.threads is not None and args.threads < 1:
-        raise PadisError(f"--threads must be >= 1, got {args.threads}")
-    if args.max_batch is not None and args.max_batch < 1:
-        raise PadisError(f"--max-batch must be >= 1, got {args.max_batch}")
-    parse_tile(args.tile)
-    memory_budget_bytes(args)
-    resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-
 def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
     from padis3d import load_prior
     from padis3d.device import resolve_device
-    from padis3d.prior import patch_prior_from
+    from padis3d.priors.factory import patch_prior_from
 
     check_run_options(args)
     device = resolve_device(args.device)
@@ -142,7 +97,7 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
 
 def _reference_image(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     from padis3d.io import load_training_images
-    from padis3d.sample_data import chest_ct_slices
+    from padis3d.io.sample_data import chest_ct_slices
 
     if args.input == "chest-ct":
         k = 120 if args.slice is None else args.slice
@@ -225,13 +180,13 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     if args.task in VOLUME_TASKS:
-        from padis3d.volume_cli import run_reconstruct_volume
+        from padis3d.cli.volume import run_reconstruct_volume
 
         return run_reconstruct_volume(args)
-    from padis3d.checkpoint import library_versions
+    from padis3d.priors.checkpoint import library_versions
     from padis3d.metrics import psnr, ssim
     from padis3d.operators import gaussian_noise
-    from padis3d.reconstruct import ProgressBar, SamplerSettings, reconstruct
+    from padis3d.solvers.reconstruct import ProgressBar, SamplerSettings, reconstruct
 
     settings = SamplerSettings(sampler=args.sampler, steps=args.steps, inner=args.inner, sigma_max=args.sigma_max,
                                sigma_min=args.sigma_min, schedule=args.schedule, zeta=args.zeta,
@@ -293,7 +248,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     from padis3d.solvers import GENERATION_SAMPLERS, geometric_sigmas, init_state, karras_sigmas
-    from padis3d.reconstruct import ProgressBar
+    from padis3d.solvers.reconstruct import ProgressBar
 
     shape = tuple(args.size * 2 if len(args.size) == 1 else args.size)
     if len(shape) != 2 or min(shape) < 1 or args.count < 1:

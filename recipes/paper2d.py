@@ -7,7 +7,8 @@ Studies (``--studies``, default all):
   fixed σ), whole-image diffusion and the patch prior, each diffusion prior with the paper's
   Algorithm 1 (DPS + Langevin) and with the DDS data step (Tweedie + CG, DDIM re-noising).
 * ``patch-size``: CT 20 with the patch prior at reconstruction tiles 16 / 32 / 48 / whole.
-* ``sampler``: CT 20 with the patch prior: Langevin, predictor-corrector, VE-DDNM, PaDIS, DDS.
+* ``sampler``: CT 20 with the patch prior: Langevin, predictor-corrector, VE-DDNM, PaDIS (Algorithm 1)
+  on the same budget, DDS; and PaDIS at the paper's budget (1000 evaluations).
 * ``positions``: CT 20, patch priors trained with and without position channels (same data, same budget).
 * ``data-size``: CT 20, patch vs whole-image priors trained on 12 / 25 / 50 / 100 slices.
 
@@ -62,8 +63,8 @@ class Config:
     patch: str = "checkpoints/chest128_patch.pt"
     whole: str = "checkpoints/chest128_whole.pt"
     train_preset: str = "cpu"
-    dps: dict = field(default_factory=lambda: {"steps": 40, "inner": 5, "sigma_max": 3.0})  # 200 NFE
-    dds: dict = field(default_factory=lambda: {"steps": 100, "sigma_max": 10.0})  # 100 NFE; ρ per task
+    budget: str = "cpu"  # sampler budget of padis3d/solvers/defaults.py (cpu: 200 evaluations, paper: 1000)
+    overrides: dict = field(default_factory=dict)  # SamplerSettings fields on top of the defaults (smoke)
     tv_iters: int | None = None  # None: the task's default (500; 1000 for 90°)
     pnp_iters: int = 30
 
@@ -71,19 +72,12 @@ class Config:
 CONFIGS = {
     "cpu": Config(),
     # The paper: 256², P = 56, ~59M parameters (trained here with --train-budget on CUDA);
-    # 100 levels x 10 Langevin steps from σ = 10.
+    # the paper's budget (1000 evaluations for Algorithm 1 and its ablation samplers).
     "gpu": Config(size=256, patch="runs/paper-gpu_patch/prior.pt", whole="runs/paper-gpu_whole/prior.pt",
-                  train_preset="paper-gpu", dps={"steps": 100, "inner": 10, "sigma_max": 10.0},
-                  dds={"steps": 200, "sigma_max": 10.0}),
+                  train_preset="paper-gpu", budget="paper"),
 }
-SMOKE = replace(CONFIGS["cpu"], dps={"steps": 2, "inner": 1, "sigma_max": 3.0},
-                dds={"steps": 2, "sigma_max": 3.0}, tv_iters=5, pnp_iters=2)
-# ζ ||A|| per task (the data gradient scales with ||A||), tuned on training slices 90 (and 80, 99):
-# CT 5 (ζ = 0.1 at ||A|| ≈ 50); deblur and SR 2.5 (results/tune_zeta_deblur_sr.md).
-ZETA_NORM = {"ct20": 5.0, "ct8": 5.0, "deblur": 2.5, "sr4": 2.5}
-# DDS data weight ρ per task, tuned on training slice 90 (recipes/tune_samplers.py; log in results/tune_samplers.md):
-# CT {0.1, 1, 10, 100} -> 1; deblur {0.01, 0.1, 1} -> 0.1; SR {0.01, 0.1, 1} -> 0.01.
-DDS_RHO = {"ct20": 1.0, "ct8": 1.0, "deblur": 0.1, "sr4": 0.01}
+SMOKE = replace(CONFIGS["cpu"], overrides={"steps": 2, "inner": 2}, tv_iters=5, pnp_iters=2)
+# Sampler settings per (task, sampler, budget): padis3d/solvers/defaults.py (chosen on training slices).
 PNP_SIGMA = 0.05  # the prior's denoiser noise level inside PnP-ADMM
 
 
@@ -97,19 +91,24 @@ class Row:
     prior: str = "patch"
     tile: str = "auto"
     sampler: str = "padis"
+    budget: str | None = None  # None: the configuration's
 
 
-def diffusion(label: str, prior: str = "patch", sampler: str = "padis", tile: str = "auto") -> Row:
-    return Row(label, "diffusion", prior, tile, sampler)
+def diffusion(label: str, prior: str = "patch", sampler: str = "padis", tile: str = "auto",
+              budget: str | None = None) -> Row:
+    return Row(label, "diffusion", prior, tile, sampler, budget)
 
 
+SAMPLER_ROWS = (("Langevin", "langevin"), ("predictor-corrector", "pc"), ("VE-DDNM", "ddnm"),
+                ("PaDIS (Algorithm 1)", "padis"), ("DDS", "dds"))
 STUDIES: dict[str, tuple[tuple[str, ...], list[Row]]] = {
     "main": (("ct20", "ct8", "deblur", "sr4"), [
         Row("baseline", "baseline"), Row("ADMM-TV", "tv"), Row("PnP-ADMM (patch denoiser)", "pnp"),
         diffusion("whole image, DPS", "whole"), diffusion("whole image, DDS", "whole", "dds"),
         diffusion("PaDIS (patches), DPS", "patch"), diffusion("PaDIS (patches), DDS", "patch", "dds")]),
     "patch-size": (("ct20",), [diffusion(f"tile {t}", "patch", "dds", t) for t in ("16", "32", "48", "whole")]),
-    "sampler": (("ct20",), [diffusion(s, "patch", s) for s in ("langevin", "pc", "ddnm", "padis", "dds")]),
+    "sampler": (("ct20",), [diffusion(label, "patch", s) for label, s in SAMPLER_ROWS]
+                + [diffusion("PaDIS, paper budget", "patch", "padis", budget="paper")]),
     "positions": (("ct20",), [diffusion("with positions", "patch100", "dds"),
                               diffusion("without positions", "nopos", "dds")]),
     "data-size": (("ct20",), [diffusion(f"{kind} {n} slices", f"{kind}{n}", "dds")
@@ -204,11 +203,13 @@ def evaluate(row: Row, task, x: torch.Tensor, y: torch.Tensor, cfg: Config, prio
         return pnp_admm(task.op, y, prior.image_denoiser(PNP_SIGMA, torch.Generator().manual_seed(args.seed)),
                         iters=cfg.pnp_iters,
                         x0=task.baseline(y)).clamp(0, 1)
-    budget = cfg.dds if row.sampler in ("dds", "ddnm", "pc") else cfg.dps
-    budget = budget | ({"rho": DDS_RHO[task.name]} if row.sampler == "dds" else {})
-    settings = SamplerSettings(sampler=row.sampler, zeta=ZETA_NORM[task.name] / task.op.norm(), seed=args.seed,
-                               **{k: v for k, v in budget.items() if k in SamplerSettings.__dataclass_fields__})
-    return reconstruct(prior, task.op, y, settings).clamp(0, 1)
+    return reconstruct(prior, task.op, y, row_settings(row, task.name, cfg, args),
+                       baseline=task.baseline(y)).clamp(0, 1)
+
+
+def row_settings(row: Row, task: str, cfg: Config, args: argparse.Namespace) -> SamplerSettings:
+    """The defaults table's settings for a diffusion row (its budget, else the configuration's)."""
+    return SamplerSettings.for_task(task, row.sampler, row.budget or cfg.budget, seed=args.seed, **cfg.overrides)
 
 
 def load_priors(rows: list[Row], cfg: Config, args) -> dict:
@@ -240,6 +241,7 @@ def run(args: argparse.Namespace) -> dict:
     store = json.loads(path.read_text()) if path.exists() else {"results": {}}
     store["versions"], store["config"] = library_versions(), asdict(cfg)
     store["commands"] = sorted(set(store.get("commands", [])) | {" ".join(sys.argv)})
+    computed: dict[str, np.ndarray] = {}  # figure reconstructions made by the main study's rows
     for study in [] if args.report else args.studies:
         tasks, rows = STUDIES[study]
         rows = [r for r in rows if args.rows is None or r.label in args.rows]
@@ -255,12 +257,19 @@ def run(args: argparse.Namespace) -> dict:
                     key = f"{study}/{name}/{row.label}/{k}/{tag}"
                     if key in store["results"]:
                         continue
-                    y = task.measure(x[None], seed=k)
-                    t0 = time.perf_counter()
-                    rec = evaluate(row, task, x[None], y, cfg, priors, args)[0, 0]
-                    store["results"][key] = {"study": study, "task": name, "row": row.label, "slice": k,
-                                             "psnr": psnr(rec, x[0]), "ssim": ssim(rec, x[0]),
-                                             "seconds": time.perf_counter() - t0}
+                    prune(store, f"{study}/{name}/{row.label}/{k}/")
+                    same = [r for r in store["results"].values() if r.get("tag") == tag and r["slice"] == k]
+                    if same:  # the same computation under another study or label
+                        store["results"][key] = same[0] | {"study": study, "row": row.label}
+                    else:
+                        y = task.measure(x[None], seed=k)
+                        t0 = time.perf_counter()
+                        rec = evaluate(row, task, x[None], y, cfg, priors, args)[0, 0]
+                        store["results"][key] = {"study": study, "task": name, "row": row.label, "slice": k,
+                                                 "psnr": psnr(rec, x[0]), "ssim": ssim(rec, x[0]),
+                                                 "seconds": time.perf_counter() - t0, "tag": tag}
+                        if study == "main" and row.label in FIGURE_ROWS:
+                            computed[f"{name}/{row.label}/{k}/{tag}"] = rec.numpy().astype(np.float16)
                     write_json(path, store)
                     r = store["results"][key]
                     print(f"{key}: {r['psnr']:.2f} dB / {r['ssim']:.3f} in {r['seconds']:.1f} s", flush=True)
@@ -271,10 +280,16 @@ def run(args: argparse.Namespace) -> dict:
     ablation_figure(store, slices, STUDIES, args.out.parent / f"{args.out.name}_ablations.png")
     if "main" in args.studies:
         k = slices[len(slices) // 2]
-        recs = figure_reconstructions(k, images[slices.index(k)], cfg, args)
+        recs = figure_reconstructions(k, images[slices.index(k)], cfg, args, computed)
         if recs:
             reconstruction_figure(recs, k, args.out.parent / f"{args.out.name}_reconstructions.png")
     return store
+
+
+def prune(store: dict, prefix: str) -> None:
+    """Drop results stored under ``prefix`` (``study/task/row/slice/``) with other settings."""
+    for key in [key for key in store["results"] if key.startswith(prefix)]:
+        del store["results"][key]
 
 
 def prior_key(row: Row) -> tuple[str, str]:
@@ -282,26 +297,41 @@ def prior_key(row: Row) -> tuple[str, str]:
 
 
 def result_tag(row: Row, task: str, cfg: Config, args: argparse.Namespace, priors: dict) -> str:
-    """Hash of everything a result depends on (a prior trained here: also its training steps)."""
-    spec = {"row": asdict(row), "config": asdict(cfg), "seed": args.seed, "task": task}
+    """Hash of everything a result depends on, not the row's label (studies share results): the
+    method, the prior (a prior trained here: also its training steps), the sampler settings."""
+    spec: dict = {"method": row.method, "seed": args.seed, "task": task, "size": cfg.size, "smoke": args.smoke}
+    if row.method == "tv":
+        spec["tv_iters"] = cfg.tv_iters
+    if row.method in ("pnp", "diffusion"):
+        name = prior_key(row)[0]
+        spec |= {"prior": name, "tile": row.tile, "file": str(getattr(cfg, name, run_folder(name, cfg, args)))}
+    if row.method == "pnp":
+        spec |= {"pnp_iters": cfg.pnp_iters, "pnp_sigma": PNP_SIGMA}
+    if row.method == "diffusion":
+        spec["settings"] = row_settings(row, task, cfg, args).to_dict()
     steps = priors.get(prior_key(row), (None, None))[1]
     if steps is not None:
         spec["prior_steps"] = steps
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 
 
-FIGURE_ROWS = ("baseline", "ADMM-TV", "PnP-ADMM (patch denoiser)", "whole image, DDS", "PaDIS (patches), DDS")
+FIGURE_ROWS = ("baseline", "ADMM-TV", "PnP-ADMM (patch denoiser)", "whole image, DPS", "PaDIS (patches), DPS",
+               "PaDIS (patches), DDS")
 
 
-def figure_reconstructions(k: int, x: torch.Tensor, cfg: Config, args: argparse.Namespace) -> dict:
+def figure_reconstructions(k: int, x: torch.Tensor, cfg: Config, args: argparse.Namespace,
+                           computed: dict[str, np.ndarray] | None = None) -> dict:
     """``{task: {"truth" | row label: (H, W) array}}`` on slice ``k`` for the figure rows of the main
-    study; cached in ``OUT_reconstructions.npz`` (keyed like the results), computed unless ``--report``."""
+    study; cached in ``OUT_reconstructions.npz`` (keyed like the results; ``computed``: made by this
+    run's main study), computed unless ``--report``."""
     cache = args.out.parent / f"{args.out.name}_reconstructions.npz"
     stored = dict(np.load(cache)) if cache.exists() else {}
+    fresh = bool(computed)
+    stored |= computed or {}
     tasks, rows = STUDIES["main"]
     rows = [r for r in rows if r.label in FIGURE_ROWS]
     priors = {} if args.report else load_priors(rows, cfg, args)
-    out, fresh = {}, False
+    out = {}
     for name in [t for t in tasks if args.tasks is None or t in args.tasks]:
         task = make_task(name, cfg.size)
         out[name] = {"truth": x[0].numpy()}
@@ -322,10 +352,17 @@ def figure_reconstructions(k: int, x: torch.Tensor, cfg: Config, args: argparse.
     return {t: v for t, v in out.items() if len(v) > 1}
 
 
+def budget_note(budget: str) -> str:
+    per = SamplerSettings.for_task("ct20", "padis", budget).evaluations
+    return f"{per} network evaluations for Algorithm 1, Langevin, PC and VE-DDNM, " \
+           f"{SamplerSettings.for_task('ct20', 'dds', budget).evaluations} for DDS"
+
+
 def summary(store: dict, slices: list[int], studies: list[str], cfg: Config) -> str:
     """Markdown tables (mean PSNR / SSIM and seconds per slice) for each study."""
     out = [f"Chest CT test slices {', '.join(map(str, slices))} at {cfg.size}²; PSNR dB / SSIM, mean over "
-           f"slices; s = seconds per slice. Samplers: DPS {cfg.dps}, DDS {cfg.dds}.", ""]
+           f"slices; s = seconds per slice. Samplers: padis3d/solvers/defaults.py, budget {cfg.budget!r} "
+           f"({budget_note(cfg.budget)}) unless a row names another.", ""]
     for study in studies:
         tasks, rows = STUDIES[study]
         cells: dict[tuple[str, str], list[dict]] = {}

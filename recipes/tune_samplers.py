@@ -1,8 +1,9 @@
 """Sampler settings tried on TRAINING slices (never on test slices): each SPEC is a comma list of
-:class:`padis3d.reconstruct.SamplerSettings` fields; prints PSNR / SSIM / seconds per spec.
+:class:`padis3d.solvers.reconstruct.SamplerSettings` fields on top of the task's defaults
+(``padis3d/solvers/defaults.py``, budget ``--budget``); prints PSNR / SSIM / seconds per spec.
 
-    python recipes/tune_samplers.py --slice 90 --task ct20 sampler=dds,steps=100,sigma_max=10,rho=1 \\
-        sampler=dds,steps=100,sigma_max=10,rho=10
+    python recipes/tune_samplers.py --slice 90 --task ct20 sampler=dds,rho=1 sampler=dds,rho=10
+    python recipes/tune_samplers.py --slice 90 --task ct20 sampler=padis,step_size=1.0 sampler=padis
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ from padis3d.priors.factory import patch_prior_from  # noqa: E402
 from padis3d.solvers.reconstruct import SamplerSettings, reconstruct  # noqa: E402
 from padis3d.io.sample_data import TRAIN_SLICES, chest_ct_slices  # noqa: E402
 
-TEXT_FIELDS = ("sampler", "init", "schedule")
+TEXT_FIELDS = ("sampler", "init", "schedule", "step_rule", "budget")
 INT_FIELDS = ("steps", "inner", "cg_iters", "seed")
 
 
-def parse_spec(spec: str) -> SamplerSettings:
-    """``"sampler=dds,steps=100,rho=1"`` -> SamplerSettings."""
+def parse_spec(spec: str, task: str, budget: str) -> SamplerSettings:
+    """``"sampler=dds,rho=1"`` -> the defaults of (task, sampler, budget) with these fields on top."""
     kw = dict(item.split("=", 1) for item in spec.split(","))
-    return SamplerSettings(**{k: v if k in TEXT_FIELDS else int(v) if k in INT_FIELDS else float(v)
-                              for k, v in kw.items()})
+    kw = {k: v if k in TEXT_FIELDS else int(v) if k in INT_FIELDS else float(v) for k, v in kw.items()}
+    return SamplerSettings.for_task(task, kw.pop("sampler", "padis"), kw.pop("budget", budget), **kw)
 
 
 def main() -> None:
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "chest128_patch.pt"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--budget", choices=("cpu", "paper"), default="cpu")
+    ap.add_argument("--whole", action="store_true", help="the whole-image prior (checkpoints/chest128_whole.pt)")
     ap.add_argument("specs", nargs="+")
     args = ap.parse_args()
     if args.slice not in TRAIN_SLICES:
@@ -50,10 +53,12 @@ def main() -> None:
     task = make_task(args.task, args.size)
     x = torch.from_numpy(chest_ct_slices([args.slice], args.size))[:, None]
     y = task.measure(x, seed=args.slice)
-    prior = patch_prior_from(padis3d.load_prior(args.checkpoint), (args.size, args.size))
+    checkpoint = str(ROOT / "checkpoints" / "chest128_whole.pt") if args.whole else args.checkpoint
+    prior = patch_prior_from(padis3d.load_prior(checkpoint), (args.size, args.size))
     for spec in args.specs:
         t0 = time.perf_counter()
-        rec = reconstruct(prior, task.op, y, parse_spec(spec), baseline=task.baseline(y))[0, 0]
+        rec = reconstruct(prior, task.op, y, parse_spec(spec, args.task, args.budget),
+                          baseline=task.baseline(y))[0, 0].clamp(0, 1)
         print(f"{args.slice} {args.task} {spec}: {psnr(rec, x[0, 0]):.2f} / {ssim(rec, x[0, 0]):.3f} "
               f"{time.perf_counter() - t0:.0f}s", flush=True)
 

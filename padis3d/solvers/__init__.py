@@ -1,5 +1,6 @@
 """Samplers with one signature ``(prior, x, sigmas, *, operator=None, y=None, generator=None,
-callback=None, **options)``, noise-level schedules and the state initialisation."""
+callback=None, **options)``, noise-level schedules and the state initialisation. ``ddnm`` is
+VE-DDNM (range-null-space Langevin); per-task defaults live in :mod:`padis3d.solvers.defaults`."""
 
 from padis3d.solvers.common import Callback, StatePrior, init_state
 from padis3d.solvers.ddnm import ve_ddnm

@@ -1,11 +1,17 @@
-"""VE-DDNM (Wang et al. 2023, in the VE form of the PaDIS ablation): at each level the
-denoised estimate is projected onto the measurement set, ``x0 = A†y + D - A†A D``, and the
-state is moved to the next level DDIM-style,
-``x ← x0 + σ_{i+1} (η z + sqrt(1 - η²) (x - D) / σ_i)``. ``A†`` is ``operator.pinv`` when it
-is exact (an exact pseudo-inverse gives ``A x0 = y`` exactly for noiseless data); for operators
-whose ``pinv`` is only a stand-in (CT: FBP, marked ``pinv_is_exact = False``) it is the
-minimum-norm least-squares solution by ``cg_iters`` CG steps on ``AᵀA z = Aᵀ r`` from 0 — with
-sparse views, FBP in place of ``A†`` puts its streaks back at every level and the chain diverges."""
+"""VE-DDNM, the PaDIS ablation's form (paper App. A.5; Wang et al. 2023's range-null-space
+decomposition in a variance-exploding Langevin sampler).
+
+Per level σ, ``inner`` times: ``D = D(x; σ)``; the range-null-space estimate
+``x̂0 = A†y + (I - A†A) D = D - A†(A D - y)`` (measured part from the data, null-space part
+from the prior); the score with ``x̂0`` in place of ``D``, ``s = (x̂0 - x)/σ²``; a Langevin step
+``x ← x + α/2 s + sqrt(α) z`` with ``α = ε σ²`` (no noise at the last level). Returns the last
+``x̂0``. ``A†`` is ``operator.pinv`` when it is exact (then ``A x̂0 = y`` exactly for full-row-rank
+``A``); where ``pinv`` is only a stand-in (CT: FBP, ``pinv_is_exact = False``) it is the
+least-squares solution by ``cg_iters`` CG steps on ``AᵀA z = Aᵀ r`` from 0.
+
+Unlike DDS (``padis3d.solvers.dds``) there is no proximal weight ρ and no DDIM jump: the
+projected estimate drives a Langevin chain at every level.
+"""
 
 from __future__ import annotations
 
@@ -20,32 +26,37 @@ from padis3d.errors import PadisError
 from padis3d.solvers.common import Callback, StatePrior, batch_norm, check_problem, noise_like, report
 
 
+def range_null_space(prior: StatePrior, d: torch.Tensor, operator: Any, y: torch.Tensor,
+                     pinv: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x̂0 on the state, x̂0 as an image): ``D - A†(A crop(D) - y)``; ``d`` is ``(B, C, *state)``."""
+    image = prior.crop(d)
+    x0 = image - pinv(operator(image) - y)
+    return d + prior.embed(x0 - image), x0
+
+
 def ve_ddnm(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: Any, y: torch.Tensor,
-            eta: float = 0.85, cg_iters: int = 20, generator: torch.Generator | None = None,
+            inner: int = 10, epsilon: float = 0.5, cg_iters: int = 20, generator: torch.Generator | None = None,
             callback: Callback | None = None) -> torch.Tensor:
-    """Returns the last projected estimate ``x0`` (image)."""
+    """x: initial state ``(B, C, *prior.state_shape)``; returns the last ``x̂0`` ``(B, C, *image)``."""
     check_problem(operator, y, sigmas, x)
     if not hasattr(operator, "pinv"):
         raise PadisError(f"VE-DDNM needs an operator with a pseudo-inverse; {type(operator).__name__} has none")
-    if not 0 <= eta <= 1:
-        raise PadisError(f"eta must be in [0, 1], got {eta}")
-    pinv = operator.pinv if getattr(operator, "pinv_is_exact", True) else _least_squares(operator, cg_iters)
-    levels = [float(s) for s in sigmas]
-    n = len(levels)
-    x0 = prior.crop(x)
-    for i, sigma in enumerate(levels):
-        d = prior.denoise(x, sigma, generator=generator)
-        image = prior.crop(d)
-        x0 = image - pinv(operator(image) - y)
-        if i < n - 1:
-            direction = (x - d) / sigma
-            x = d + prior.embed(x0 - image) + levels[i + 1] * (
-                eta * noise_like(x, generator) + math.sqrt(1 - eta ** 2) * direction)
+    pinv = operator.pinv if getattr(operator, "pinv_is_exact", True) else least_squares(operator, cg_iters)
+    n, x0 = len(sigmas), prior.crop(x)
+    for i, sigma in enumerate(float(s) for s in sigmas):
+        alpha = epsilon * sigma ** 2
+        for _ in range(inner):
+            d = prior.denoise(x, sigma, generator=generator)
+            with torch.no_grad():
+                state0, x0 = range_null_space(prior, d, operator, y, pinv)
+            x = x + alpha / 2 * (state0 - x) / sigma ** 2
+            if i < n - 1:
+                x = x + math.sqrt(alpha) * noise_like(x, generator)
         report(callback, i, n, sigma, x, d, batch_norm(operator(x0) - y))
     return x0
 
 
-def _least_squares(operator: Any, iters: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def least_squares(operator: Any, iters: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """``r -> argmin ||A z - r||`` of minimum norm, approximated by ``iters`` CG steps from 0."""
     if iters < 1:
         raise PadisError(f"cg_iters must be >= 1 for an operator without an exact pseudo-inverse, got {iters}")

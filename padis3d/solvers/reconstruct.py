@@ -17,11 +17,17 @@ from padis3d.solvers import POSTERIOR_SAMPLERS, Callback, StatePrior, geometric_
 @dataclass
 class SamplerSettings:
     """Noise levels ``steps`` from ``sigma_max`` to ``sigma_min`` (``schedule`` geometric or
-    karras); ``inner`` iterations per level (PaDIS, Langevin); ``zeta``: data step (PaDIS:
-    ``x -= ζ ∇||A crop(D) - y||``); ``epsilon``: Langevin step ``α = ε σ²``; ``init``: start
-    from noise or from the baseline plus ``sigma_max`` noise; ``eta``: DDNM/DDS re-noising;
-    ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG steps (``cg_iters`` also
-    sets the least-squares steps that stand in for ``A†`` in DDNM when ``A.pinv`` is not exact)."""
+    karras); ``inner`` evaluations per level (PaDIS, Langevin, VE-DDNM; PC: ``inner - 1``
+    corrector steps, at least one, and the predictor); PaDIS data step ``step_rule`` (``misfit``: weight
+    ``step_size/||A||²`` on ``∇½||A D - y||²``; ``norm`` / ``paper``: ζ-rules capped there, see
+    :mod:`padis3d.solvers.padis`); ``zeta``: ζ of those rules and of the Langevin/PC data step
+    ``ζ min(40, 200σ) Aᵀr/||r||``; ``epsilon``: Langevin step ``α = ε σ²``; ``init``: start from
+    noise or from the baseline (FBP / pseudo-inverse / upsampled) plus ``sigma_max`` noise;
+    ``eta``: DDS re-noising; ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG
+    steps (``cg_iters`` also sets the least-squares steps that stand in for ``A†`` in VE-DDNM
+    when ``A.pinv`` is not exact). ``budget`` is a label (``cpu``, ``paper`` or ``custom``);
+    :meth:`for_task` fills every field from the one table of defaults,
+    :data:`padis3d.solvers.defaults.DEFAULTS`."""
 
     sampler: str = "padis"
     steps: int = 40
@@ -29,14 +35,24 @@ class SamplerSettings:
     sigma_max: float = 3.0
     sigma_min: float = 0.005
     schedule: str = "geometric"
+    step_rule: str = "misfit"
+    step_size: float = 1.5
     zeta: float = 0.1
-    normalize_step: bool = False
     epsilon: float = 0.5
     eta: float = 0.85
     rho: float = 1.0
     cg_iters: int = 5
     init: str = "noise"
     seed: int = 0
+    budget: str = "custom"
+
+    @classmethod
+    def for_task(cls, task: str, sampler: str = "padis", budget: str = "cpu", **overrides: Any) -> SamplerSettings:
+        """The table's settings for ``task`` (ct20, ct8, deblur, sr4), ``sampler`` and ``budget``
+        (``cpu`` or ``paper``), with ``overrides`` on top."""
+        from padis3d.solvers.defaults import default_fields
+
+        return cls(**(default_fields(task, sampler, budget) | overrides))
 
     def __post_init__(self) -> None:
         if self.sampler not in POSTERIOR_SAMPLERS:
@@ -49,6 +65,11 @@ class SamplerSettings:
             raise PadisError(f"schedule must be 'geometric' or 'karras', got {self.schedule!r}")
         if self.init not in ("noise", "baseline"):
             raise PadisError(f"init must be 'noise' or 'baseline', got {self.init!r}")
+        if self.step_rule not in ("misfit", "norm", "paper") or not 0 < self.step_size < 2:
+            raise PadisError(f"need step_rule in misfit/norm/paper and 0 < step_size < 2 (stable), got "
+                             f"{self.step_rule!r}, {self.step_size}")
+        if self.budget not in ("cpu", "paper", "custom"):
+            raise PadisError(f"budget must be 'cpu', 'paper' or 'custom', got {self.budget!r}")
         if not (0 <= self.zeta < math.inf and 0 < self.epsilon < math.inf):
             raise PadisError(f"zeta must be >= 0 and epsilon > 0 (both finite), got {self.zeta}, {self.epsilon}")
         if not (0 < self.rho < math.inf and self.cg_iters >= 0 and 0 <= self.eta <= 1):
@@ -61,9 +82,8 @@ class SamplerSettings:
 
     @property
     def evaluations(self) -> int:
-        """Network evaluations (one per inner iteration and level)."""
-        per_level = self.inner if self.sampler in ("padis", "langevin") else 2 if self.sampler == "pc" else 1
-        return self.steps * per_level
+        """Network evaluations (``inner`` per level; DDS: one)."""
+        return self.steps * (1 if self.sampler == "dds" else max(self.inner, 2) if self.sampler == "pc" else self.inner)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +92,11 @@ class SamplerSettings:
 def sampler_options(settings: SamplerSettings) -> dict[str, Any]:
     s = settings
     return {
-        "padis": {"zeta": s.zeta, "normalize_step": s.normalize_step, "inner": s.inner, "epsilon": s.epsilon},
+        "padis": {"step_rule": s.step_rule, "step_size": s.step_size, "zeta": s.zeta, "inner": s.inner,
+                  "epsilon": s.epsilon},
         "langevin": {"zeta": s.zeta, "inner": s.inner, "epsilon": s.epsilon},
-        "pc": {"zeta": s.zeta},
-        "ddnm": {"eta": s.eta, "cg_iters": s.cg_iters},
+        "pc": {"zeta": s.zeta, "corrector_steps": max(s.inner - 1, 1)},
+        "ddnm": {"inner": s.inner, "epsilon": s.epsilon, "cg_iters": s.cg_iters},
         "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters},
     }[s.sampler]
 

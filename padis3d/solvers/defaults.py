@@ -1,0 +1,77 @@
+"""The one table of sampler defaults: ``(task, sampler, budget) -> SamplerSettings`` fields.
+
+Used by :meth:`padis3d.solvers.reconstruct.SamplerSettings.for_task`, the CLI (``--budget``)
+and the recipes. Every value was chosen on TRAINING slices of the chest CT (0-99, mostly
+slice 90) with ``recipes/tune_samplers.py``; the log is ``results/tune_samplers.md``. Test
+slices (110-132) were never used to choose them.
+
+Budgets: ``cpu`` = 40 levels x 5 evaluations (200 network evaluations) for the
+Algorithm-1 family (PaDIS, Langevin, PC, VE-DDNM), 100 levels for DDS; ``paper`` = the
+paper's 100 levels x 10 (1000 evaluations), DDS 200 levels (DiffusionBlend's reference).
+Tasks: ``ct20``, ``ct8`` (parallel-beam CT, 20 / 8 views), ``deblur`` (9x9 uniform, σ = 0.01),
+``sr4`` (4x4 average pooling, σ = 0.01).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from padis3d.errors import PadisError
+
+TASKS = ("ct20", "ct8", "deblur", "sr4")
+BUDGETS = {"cpu": {"steps": 40, "inner": 5}, "paper": {"steps": 100, "inner": 10}}
+DDS_BUDGETS = {"cpu": {"steps": 100}, "paper": {"steps": 200}}
+
+# Algorithm-1 family: start from the baseline re-noised at σ_max, Karras ρ = 7 grid (the
+# reference code's CT-20 run: σ ∈ [0.002, 0.02] from the FBP).
+LOW_SIGMA = {"init": "baseline", "schedule": "karras", "sigma_min": 0.002}
+SIGMA_MAX = {"ct20": 0.02, "ct8": 0.05, "deblur": 0.05, "sr4": 0.05}
+PADIS = {"step_rule": "misfit", "step_size": 1.5, "epsilon": 0.5}
+# Langevin / PC data step ζ min(40, 200σ) Aᵀr/||r|| (image units), per task
+LANGEVIN_ZETA = {"ct20": 0.05, "ct8": 0.05, "deblur": 0.05, "sr4": 0.05}
+LANGEVIN = {"epsilon": 1.0}  # the reference's α = σ²
+DDNM = {"epsilon": 0.5, "cg_iters": 20}
+# DDS: noise start, geometric grid from σ = 10, η = 0.85, 5 CG steps; ρ per task
+DDS = {"init": "noise", "schedule": "geometric", "sigma_max": 10.0, "sigma_min": 0.005, "eta": 0.85,
+       "cg_iters": 5}
+DDS_RHO = {"ct20": 1.0, "ct8": 1.0, "deblur": 0.1, "sr4": 0.01}
+
+
+def default_fields(task: str, sampler: str, budget: str = "cpu") -> dict[str, Any]:
+    """SamplerSettings fields for ``(task, sampler, budget)`` (``budget`` recorded too)."""
+    if task not in TASKS or budget not in BUDGETS:
+        raise PadisError(f"no defaults for task {task!r} / budget {budget!r}: tasks {TASKS}, budgets "
+                         f"{tuple(BUDGETS)}")
+    if sampler == "dds":
+        return {"sampler": "dds", "budget": budget, **DDS_BUDGETS[budget], **DDS, "rho": DDS_RHO[task]}
+    family = {"padis": PADIS, "langevin": LANGEVIN | {"zeta": LANGEVIN_ZETA[task]},
+              "pc": {"zeta": LANGEVIN_ZETA[task]}, "ddnm": DDNM}
+    if sampler not in family:
+        raise PadisError(f"no defaults for sampler {sampler!r}; choose one of {sorted(family) + ['dds']}")
+    return {"sampler": sampler, "budget": budget, **BUDGETS[budget], **LOW_SIGMA, "sigma_max": SIGMA_MAX[task],
+            **family[sampler]}
+
+
+CLI_FIELDS = ("steps", "inner", "sigma_max", "sigma_min", "schedule", "step_rule", "step_size", "zeta", "epsilon",
+              "eta", "rho", "cg_iters", "init")
+
+
+def cli_task(task: str, views: int | None = None) -> str:
+    """The table's task for a ``padis3d reconstruct --task`` (CT: ``ct8`` up to 8 views, else ``ct20``)."""
+    if task in ("ct", "ct-fan"):
+        return "ct8" if views is not None and views <= 8 else "ct20"
+    return {"deblur": "deblur", "sr": "sr4"}.get(task, task)
+
+
+def settings_from_args(args: Any, default: Any) -> Any:
+    """SamplerSettings for ``padis3d reconstruct``: with ``--budget cpu|paper`` the table's settings
+    for the task, overridden by every sampler option whose value differs from its parser default
+    (``default(name)``); with ``--budget custom`` the options as given."""
+    from padis3d.solvers.reconstruct import SamplerSettings
+
+    values = {f: getattr(args, f) for f in CLI_FIELDS if getattr(args, f, None) is not None}
+    if args.budget == "custom":
+        return SamplerSettings(sampler=args.sampler, seed=args.seed, **values)
+    given = {f: v for f, v in values.items() if v != default(f)}
+    return SamplerSettings.for_task(cli_task(args.task, getattr(args, "views", None)), args.sampler, args.budget,
+                                    seed=args.seed, **given)

@@ -34,6 +34,15 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     a("--sigma-max", type=float, default=d.sigma_max)
     a("--sigma-min", type=float, default=d.sigma_min)
     a("--schedule", choices=("geometric", "karras"), default=d.schedule)
+    a("--budget", choices=("cpu", "paper", "custom"), default="cpu",
+      help="reconstruct: 'cpu' (200 evaluations) or 'paper' (the paper's 1000) takes every sampler setting from "
+      "padis3d/solvers/defaults.py for the task, options set to non-default values override it; 'custom': "
+      "the options as given (default: %(default)s)")
+    a("--step-rule", choices=("misfit", "norm", "paper"), default=d.step_rule,
+      help="padis data step: gradient of ½||A D - y||² with weight step_size/||A||² (misfit), or the "
+      "ζ-rules norm / paper capped there (default: %(default)s)")
+    a("--step-size", type=float, default=d.step_size, help="padis data-step cap c/||A||², stable for c < 2")
+    p.set_defaults(sampler_option_default=p.get_default)  # lets --budget tell given options from defaults
     a("--seed", type=int, default=0)
     a("--device", default="cpu", help="where the network runs: cpu, cuda, cuda:N or auto")
     a("--max-batch", type=int, default=None, help="tiles per network call (bounded memory)")
@@ -188,10 +197,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from padis3d.operators import gaussian_noise
     from padis3d.solvers.reconstruct import ProgressBar, SamplerSettings, reconstruct
 
-    settings = SamplerSettings(sampler=args.sampler, steps=args.steps, inner=args.inner, sigma_max=args.sigma_max,
-                               sigma_min=args.sigma_min, schedule=args.schedule, zeta=args.zeta,
-                               epsilon=args.epsilon, eta=args.eta, rho=args.rho, cg_iters=args.cg_iters,
-                               init=args.init, seed=args.seed)
+    from padis3d.solvers.defaults import settings_from_args
+
+    settings: SamplerSettings = settings_from_args(args, args.sampler_option_default)  # --budget: the table
     check_run_options(args)
     if args.size < MIN_SIDE:
         raise PadisError(f"--size must be >= {MIN_SIDE} pixels (the SSIM window of the report), got {args.size}")

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import glob
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -70,10 +71,22 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def json_safe(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by ``None`` (JSON has no NaN or Infinity: a
+    PSNR of identical images, +inf, is written as ``null``)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented, strict JSON (:func:`json_safe`), atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:

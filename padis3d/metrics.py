@@ -148,6 +148,6 @@ def volume_metrics_banded(pred: ArrayLike, target: ArrayLike, rows: int = 16) ->
             out[f"ssim_{name}"] = float(np.mean(ss[name] / (1 if name == "axial" else crop[name])))
         for m in ("psnr", "ssim"):
             out[f"{m}_3views"] = float(np.mean([out[f"{m}_{v}"] for v in VIEWS]))
-        out["psnr_volume"] = float(10 * np.log10(nz * ny * nx / sq_total))
+        out["psnr_volume"] = float(10 * np.log10(nz * ny * nx / np.float64(sq_total)))
     out["ssim_volume"] = ss_volume / ((nz - 2 * h) * (ny - 2 * h) * (nx - 2 * h))
     return out

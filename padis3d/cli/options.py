@@ -1,13 +1,124 @@
-"""Option checks shared by the commands that sample (``reconstruct``, ``sample``, volume tasks)."""
+"""Option checks of every command: argparse ``type=`` validators that refuse a value of the
+wrong kind, out of range or not finite at parse time (one line, exit 2), the one-line parser,
+and the checks shared by the commands that sample (``reconstruct``, ``sample``, volume tasks)."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 import torch
 
 from padis3d.errors import PadisError
+
+MAX_COUNT = 10**6
+"""Upper bound of every count option (steps, views, iterations, sizes): larger values are typos
+that would otherwise run for days or allocate without bound."""
+MAX_SEED = 2**63 - 1
+MAX_BUDGET_MB = 2.0**30
+"""1 PiB: the largest memory budget (more is a typo, and its byte count would overflow int64)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``PROG: error: MESSAGE``, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def int_range(lo: int, hi: int = MAX_COUNT) -> Callable[[str], int]:
+    """argparse type: an integer in ``[lo, hi]``."""
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in {lo}..{hi}, got {text}")
+        return value
+    parse.__name__ = f"integer in {lo}..{hi}"
+    parse.numeric = True  # type: ignore[attr-defined]
+    return parse
+
+
+def float_range(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False,
+                hi_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in the interval ``lo..hi`` (open ends where asked)."""
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and \
+            (value < hi if hi_open else value <= hi)
+        if not ok:
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"must be a finite number in {left}{lo:g}, {hi:g}{right}, got {text}")
+        return value
+    parse.__name__ = "number"
+    parse.numeric = True  # type: ignore[attr-defined]
+    return parse
+
+
+def positive_float(hi: float = 1e12) -> Callable[[str], float]:
+    """argparse type: a finite number in ``(0, hi]``."""
+    return float_range(0.0, hi, lo_open=True)
+
+
+def nonneg_float(hi: float = 1e12) -> Callable[[str], float]:
+    """argparse type: a finite number in ``[0, hi]``."""
+    return float_range(0.0, hi)
+
+
+COUNT = int_range(1)
+"""argparse type: a count >= 1 (steps, views, iterations, sizes, threads)."""
+NONNEG_COUNT = int_range(0)
+SEED = int_range(0, MAX_SEED)
+PROBABILITY = float_range(0.0, 1.0)
+
+
+def scheduler_address(text: str) -> str:
+    """argparse type: a dask scheduler address ``[tcp://]host:port``."""
+    if not re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+|[\w.\-\[\]:]+:\d{1,5}", text):
+        raise argparse.ArgumentTypeError(f"expected a scheduler address like tcp://host:8786, got {text!r}")
+    return text
+
+
+def feature_width(text: str) -> int:
+    """argparse type of a UNet level width: a positive multiple of 8 (the group norm's groups)."""
+    value = int_range(8, 4096)(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 8 (group normalisation), got {value}")
+    return value
+
+
+feature_width.numeric = True  # type: ignore[attr-defined]
+
+
+def device_option(text: str) -> str:
+    """argparse type of ``--device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (availability is
+    checked before the run by :func:`padis3d.device.resolve_device`)."""
+    if not re.fullmatch(r"cpu|auto|cuda(:\d{1,3})?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or auto, got {text!r}")
+    return text
+
+
+def path_option(text: str) -> Path:
+    """argparse type: a non-empty path."""
+    return Path(nonempty_text(text))
+
+
+def nonempty_text(text: str) -> str:
+    """argparse type: a non-empty string (a path or a name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 MIN_SIDE = 7
 """Smallest image side (and volume axis) a run accepts: the 7-pixel SSIM window of the report's metrics."""
@@ -21,9 +132,26 @@ def parse_tile(text: str) -> int | str | None:
         tile = int(text)
     except ValueError:
         raise PadisError(f"--tile must be an integer, 'auto' or 'whole', got {text!r}") from None
-    if tile < 1:
-        raise PadisError(f"--tile must be >= 1, got {tile}")
+    if not 1 <= tile <= MAX_COUNT:
+        raise PadisError(f"--tile must be in 1..{MAX_COUNT}, got {tile}")
     return tile
+
+
+def check_tile_fits(tile: int | str | None, shape: tuple[int, ...]) -> None:
+    """PadisError for a tile more than twice the largest side of ``shape``: its canvas is mostly
+    padding and its network pass allocates without bound (use ``--tile whole`` for one tile)."""
+    if isinstance(tile, int) and tile > 2 * max(shape):
+        raise PadisError(f"--tile {tile} is more than twice the largest side of the {'x'.join(map(str, shape))} "
+                         f"image: use a smaller tile, 'auto' or 'whole'")
+
+
+def tile_option(text: str) -> str:
+    """argparse type of ``--tile``: checked by :func:`parse_tile`, kept as text."""
+    try:
+        parse_tile(text)
+    except PadisError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--tile ")) from None
+    return text
 
 
 def memory_budget_bytes(args: argparse.Namespace) -> int | None:
@@ -31,8 +159,8 @@ def memory_budget_bytes(args: argparse.Namespace) -> int | None:
     mb = args.memory_budget_mb
     if mb is None:
         return None
-    if not 0 < mb < math.inf:
-        raise PadisError(f"--memory-budget-mb must be a positive number of MiB, got {mb}")
+    if not 0 < mb <= MAX_BUDGET_MB:
+        raise PadisError(f"--memory-budget-mb must be a positive number of MiB up to {MAX_BUDGET_MB}, got {mb}")
     return int(mb * 2**20)
 
 
@@ -41,13 +169,8 @@ def check_run_options(args: argparse.Namespace) -> None:
     positive step counts, threads and batch; a parsable tile and budget; a usable device."""
     from padis3d.device import resolve_device
 
-    for name in ("steps", "inner"):
-        if getattr(args, name, 1) < 1:
-            raise PadisError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.threads is not None and args.threads < 1:
-        raise PadisError(f"--threads must be >= 1, got {args.threads}")
-    if args.max_batch is not None and args.max_batch < 1:
-        raise PadisError(f"--max-batch must be >= 1, got {args.max_batch}")
+    if getattr(args, "sigma_min", None) is not None and not args.sigma_min < args.sigma_max:
+        raise PadisError(f"need --sigma-min < --sigma-max, got {args.sigma_min} and {args.sigma_max}")
     parse_tile(args.tile)
     memory_budget_bytes(args)
     resolve_device(args.device)

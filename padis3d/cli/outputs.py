@@ -30,12 +30,24 @@ LOCK_NAME = ".padis3d.lock"
 @dataclass
 class OutputPlan:
     """What a run will write and read. ``files``: names inside ``folder`` (a trailing ``/`` marks a
-    sub-folder); ``extra``: files written outside it (e.g. ``train --export``); ``inputs``: paths read."""
+    sub-folder); ``extra``: files written outside it (e.g. ``train --export``); ``inputs``: paths read;
+    ``work``: a second folder the run owns (a volume run's ``--work-dir``), checked and locked like ``folder``."""
 
     folder: Path
     files: Sequence[str] = ()
     extra: Sequence[Path] = ()
-    inputs: Sequence[Path] = field(default_factory=list)
+    inputs: Sequence[str | Path] = field(default_factory=list)
+    work: Path | None = None
+
+    @property
+    def folders(self) -> list[Path]:
+        return [self.folder] + ([self.work] if self.work is not None else [])
+
+
+def file_inputs(*paths: str | Path | None) -> list[Path]:
+    """The paths among ``paths`` that can name input files: ``None`` and folders are left out (a
+    folder given where a file is read is the command's own clear error)."""
+    return [Path(p) for p in paths if p is not None and not Path(p).is_dir()]
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -56,13 +68,14 @@ def check_not_input(plan: OutputPlan) -> None:
     outputs = [folder / name.rstrip("/") for name in plan.files] + [Path(p).resolve() for p in plan.extra]
     for raw in plan.inputs:
         src = Path(raw).resolve()
-        if src.is_dir() or not src.exists():
-            if _inside(folder, src):
-                raise PadisError(f"--out {plan.folder} is the input folder {raw} or inside it: outputs would mix "
-                                 f"with the data; choose an --out outside {raw}")
+        for given in plan.folders:
+            if src.is_dir() and _inside(given.resolve(), src):
+                raise PadisError(f"{given} is the input folder {raw} or inside it: outputs would mix with the "
+                                 f"data; choose an output folder outside {raw}")
+            if src.is_file() and _same_file(given.resolve(), src):
+                raise PadisError(f"{given} is the input file {raw}; outputs go into a folder")
+        if not src.is_file():
             continue
-        if _same_file(folder, src):
-            raise PadisError(f"--out {plan.folder} is the input file {raw}; --out names a folder for the outputs")
         for out in outputs:
             if _same_file(out, src):
                 raise PadisError(f"the output {out} would overwrite the input {raw}; choose another --out")
@@ -70,8 +83,9 @@ def check_not_input(plan: OutputPlan) -> None:
 
 def check_writable(plan: OutputPlan) -> None:
     """Create the folder if needed and prove that files can be made in it and beside every extra output."""
-    if plan.folder.exists() and not plan.folder.is_dir():
-        raise PadisError(f"--out {plan.folder} exists and is not a folder; give a folder (new or existing)")
+    for given in plan.folders:
+        if given.exists() and not given.is_dir():
+            raise PadisError(f"{given} exists and is not a folder; give a folder (new or existing)")
     for name in plan.files:
         target = plan.folder / name.rstrip("/")
         if name.endswith("/") and target.exists() and not target.is_dir():
@@ -81,7 +95,7 @@ def check_writable(plan: OutputPlan) -> None:
     for path in plan.extra:
         if Path(path).is_dir():
             raise PadisError(f"the output {path} exists as a folder; give a file name")
-    for folder in [plan.folder, *{Path(p).parent for p in plan.extra}]:
+    for folder in [*plan.folders, *{Path(p).parent for p in plan.extra}]:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".padis3d-probe-"):
@@ -123,8 +137,7 @@ def claim_outputs(plan: OutputPlan, lock: bool = True) -> Iterator[None]:
     """All checks of the module docstring, then the folder's lock for the ``with`` block."""
     check_not_input(plan)
     check_writable(plan)
-    if not lock:
-        yield
-        return
-    with folder_lock(plan.folder):
+    with contextlib.ExitStack() as stack:
+        for folder in plan.folders if lock else []:
+            stack.enter_context(folder_lock(folder))
         yield

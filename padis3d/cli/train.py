@@ -15,6 +15,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from padis3d.cli.outputs import OutputPlan
+from padis3d.cli.options import (COUNT, PROBABILITY, SEED, OneLineParser, device_option, feature_width, float_range,
+                                 int_range,
+                                 nonempty_text, nonneg_float, path_option, positive_float)
+
 if TYPE_CHECKING:
     from padis3d.priors.network import PriorConfig
 
@@ -31,21 +36,21 @@ PRESETS = {
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``padis3d train`` options to ``parser``."""
     a = parser.add_argument
-    a("--out", required=True, type=Path, help="run folder (state.pt, prior.pt, loss PNG, model card)")
-    a("--export", action="append", default=[], type=Path, help="also write the prior here (repeatable)")
-    a("--resume", nargs="?", const="auto", default=None,
+    a("--out", required=True, type=path_option, help="run folder (state.pt, prior.pt, loss PNG, model card)")
+    a("--export", action="append", default=[], type=path_option, help="also write the prior here (repeatable)")
+    a("--resume", nargs="?", const="auto", default=None, type=nonempty_text,
       help="continue: no value = OUT/state.pt; or a state/prior file (a prior file resumes weights only)")
     a("--preset", choices=sorted(PRESETS), default="cpu", help="defaults for geometry, network and optimiser")
-    a("--data", default="chest-ct", help="'chest-ct' (default dataset) or a file/folder readable by padis3d.io")
-    a("--axis", type=int, default=None, help="slice axis for volumes given with --data (default: 2 for NIfTI, else 0)")
-    a("--window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+    a("--data", type=nonempty_text, default="chest-ct", help="'chest-ct' (default dataset) or a file/folder readable by padis3d.io")
+    a("--axis", type=int_range(0, 3), default=None, help="slice axis for volumes given with --data (default: 2 for NIfTI, else 0)")
+    a("--window", type=float_range(-1e9, 1e9), nargs=2, default=None, metavar=("LO", "HI"),
       help="HU window for CT data given with --data (default: min-max per image)")
-    a("--size", type=int, default=None, help="image side after resizing (preset default)")
-    a("--subset", type=int, default=None, help="train on this many chest CT training slices (12, 25, 50, 100)")
+    a("--size", type=int_range(1, 16384), default=None, help="image side after resizing (preset default)")
+    a("--subset", type=COUNT, default=None, help="train on this many chest CT training slices (12, 25, 50, 100)")
     a("--mode", choices=["patch", "whole", "slab", "cube"], default="patch",
       help="patch prior, whole-image prior (the image is the only patch, no positions), slab prior, or a "
            "3D prior on P^3 cubes of the training block (in-plane positions; add --slab-z-position for z)")
-    a("--slab", type=int, default=3, help="slices per slab for --mode slab")
+    a("--slab", type=int_range(1, 64), default=3, help="slices per slab for --mode slab")
     a("--slab-jumps", action="store_true",
       help="slab mode: also train on slice-jump slabs (slices i, i+k, ..., i+(k-1)k), which "
            "volume_prior_from(..., slice_jump=True) denoises half of the time")
@@ -53,24 +58,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="slab/cube mode: also feed the slab's centre z (cube: the voxel z) (position channel 0); off by default because training and "
            "test volumes are different z ranges, so z does not identify anatomy")
     a("--no-positions", action="store_true", help="ablation: the network gets no position channels")
-    a("--patch-sizes", type=int, nargs="+", default=None)
-    a("--patch-probs", type=float, nargs="+", default=None)
-    a("--batch", type=int, default=None, help="batch at the largest patch size; smaller patches scale by area")
-    a("--batch-sizes", type=int, nargs="+", default=None, help="explicit batch per patch size")
-    a("--features", type=int, nargs="+", default=None, help="UNet channels per level")
-    a("--res-blocks", type=int, default=None)
-    a("--steps", type=int, default=1000, help="total steps (counting resumed ones)")
-    a("--hours", type=float, default=None, help="stop this run after this wall time (a checkpoint is written)")
-    a("--budget-hours", type=float, default=None,
+    a("--patch-sizes", type=int_range(1, 16384), nargs="+", default=None)
+    a("--patch-probs", type=PROBABILITY, nargs="+", default=None)
+    a("--batch", type=int_range(1, 1_000_000), default=None, help="batch at the largest patch size; smaller patches scale by area")
+    a("--batch-sizes", type=int_range(1, 1_000_000), nargs="+", default=None, help="explicit batch per patch size")
+    a("--features", type=feature_width, nargs="+", default=None, help="UNet channels per level")
+    a("--res-blocks", type=int_range(1, 64), default=None)
+    a("--steps", type=int_range(1, 10**9), default=1000, help="total steps (counting resumed ones)")
+    a("--hours", type=positive_float(1e5), default=None, help="stop this run after this wall time (a checkpoint is written)")
+    a("--budget-hours", type=positive_float(1e5), default=None,
       help="stop when the run folder's total training time reaches this, resumed runs included: CPU hours "
            "on CPU (independent of other jobs on the machine), wall hours on CUDA")
-    a("--lr", type=float, default=None)
-    a("--ema-halflife", type=float, default=None, help="EMA half-life in patches")
-    a("--grad-clip", type=float, default=5.0, help="gradient-norm clip (guards spikes)")
-    a("--seed", type=int, default=0)
-    a("--checkpoint-minutes", type=float, default=10.0)
-    a("--threads", type=int, default=1, help="torch CPU threads per process")
-    a("--device", default="cpu")
+    a("--lr", type=float_range(0.0, 1.0, lo_open=True), default=None)
+    a("--ema-halflife", type=positive_float(), default=None, help="EMA half-life in patches")
+    a("--grad-clip", type=positive_float(), default=5.0, help="gradient-norm clip (guards spikes)")
+    a("--seed", type=SEED, default=0)
+    a("--checkpoint-minutes", type=nonneg_float(1e6), default=10.0)
+    a("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads per process")
+    a("--device", type=device_option, default="cpu")
     a("--no-progress", action="store_true")
 
 
@@ -116,6 +121,58 @@ def network_config(name: str, args: argparse.Namespace, **kw) -> PriorConfig:
     return dataclasses.replace(base, **kw)
 
 
+def train_outputs(args: argparse.Namespace) -> OutputPlan:
+    """What ``padis3d train`` writes (run folder, ``--export`` copies with their loss plots and
+    model cards) and reads (``--data``); ``--resume``'s state is meant to be replaced."""
+    extra = [q for e in args.export for q in (e, e.with_suffix(".loss.png"), e.with_suffix(".md"))]
+    return OutputPlan(args.out, ["state.pt", "prior.pt", "prior.loss.png", "prior.md"], extra,
+                      inputs=[] if args.data == "chest-ct" else [args.data])
+
+
+RUN_OPTIONS = ("preset", "data", "axis", "window", "size", "subset", "mode", "slab", "slab_jumps", "slab_z_position",
+               "no_positions", "patch_sizes", "patch_probs", "batch", "batch_sizes", "features", "res_blocks", "lr",
+               "ema_halflife", "grad_clip", "seed")
+"""The options that define a training run; a resumed run must give the same (``--steps``, ``--hours``,
+``--budget-hours``, ``--checkpoint-minutes``, ``--threads``, ``--device``, ``--export`` may change)."""
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in RUN_OPTIONS}
+
+
+def check_resumed_options(path: Path, options: dict) -> None:
+    """PadisError when ``path`` (a state or prior written by ``padis3d train``) recorded other run options."""
+    from padis3d.errors import PadisError
+    from padis3d.priors.checkpoint import read_checkpoint
+
+    stored = read_checkpoint(path)["meta"].get("run_options")
+    if stored is None:  # written before run options were recorded: nothing to compare
+        return
+    differ = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}" for k, v in options.items()
+              if json_value(stored.get(k)) != json_value(v)]
+    if differ:
+        raise PadisError(f"--resume {path}: the run was started with other options ({'; '.join(differ)}); "
+                         f"resume with the same options, or start a new run folder")
+
+
+def json_value(value: object) -> object:
+    """Options as stored in a checkpoint (tuples become lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_train_options(args: argparse.Namespace, sizes: list, probs: list | None) -> None:
+    """Cross-option checks, before any data is read: one probability per patch size summing to 1,
+    one batch per patch size."""
+    from padis3d.errors import PadisError
+
+    if args.patch_probs is not None and len(args.patch_probs) != len(sizes):
+        raise PadisError(f"--patch-probs gives {len(args.patch_probs)} values for {len(sizes)} patch sizes {sizes}")
+    if probs is not None and abs(sum(probs) - 1.0) > 1e-6:
+        raise PadisError(f"--patch-probs {probs} must sum to 1, got {sum(probs):g}")
+    if args.batch_sizes is not None and len(args.batch_sizes) != len(sizes):
+        raise PadisError(f"--batch-sizes gives {len(args.batch_sizes)} values for {len(sizes)} patch sizes {sizes}")
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Build data, model and state from ``args`` and train; returns an exit code."""
     import torch
@@ -143,12 +200,19 @@ def _train(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset]
     size = args.size or preset["size"]
     rank, _ = dist_info()
-    images, extra, info = _images(args, size)
     if args.mode == "whole":
         sizes, probs = [None], [1.0]
     else:
         sizes = args.patch_sizes or preset["patch_sizes"]
         probs = args.patch_probs or (preset["patch_probs"] if args.patch_sizes is None else None)
+    check_train_options(args, sizes, probs)
+    resume = None
+    if args.resume is not None:
+        resume = args.out / "state.pt" if args.resume == "auto" else Path(args.resume)
+        check_resumed_options(resume, run_options(args))
+    elif (args.out / "state.pt").exists():
+        raise PadisError(f"{args.out / 'state.pt'} exists: add --resume to continue it, or choose another --out")
+    images, extra, info = _images(args, size)
     sampler = PatchSampler(images, sizes, probs, batch=args.batch or (1 if args.mode == "whole" else preset["batch"]),
                            batch_sizes=args.batch_sizes, extra_coords=extra)
     nd = images.ndim - 2
@@ -167,16 +231,13 @@ def _train(args: argparse.Namespace) -> int:
                              lr=args.lr or preset["lr"], ema_halflife_patches=args.ema_halflife or preset["ema_halflife"],
                              grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_minutes * 60,
                              progress=not args.no_progress)
-    command = "python -m padis3d.cli.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "padis3d " + shlex.join(getattr(args, "argv", ["train", *sys.argv[1:]]))
     commands = []
-    if args.resume is not None:
-        path = args.out / "state.pt" if args.resume == "auto" else Path(args.resume)
+    if resume is not None:
         explicit = args.features is not None or args.res_blocks is not None
-        state, meta = resume_state(path, settings, config if explicit else None)
+        state, meta = resume_state(resume, settings, config if explicit else None)
         commands = list(meta.get("commands", []))
     else:
-        if (args.out / "state.pt").exists():
-            raise PadisError(f"{args.out / 'state.pt'} exists: add --resume to continue it, or choose another --out")
         state = new_state(config, settings)
     world = dist_info()[1]
     sampler.batch_sizes = [-(-b // world) * world for b in sampler.batch_sizes]  # train() needs multiples of world
@@ -192,23 +253,24 @@ def _train(args: argparse.Namespace) -> int:
               f"batches {sampler.batch_sizes}, from step {state.step} to {settings.steps}", flush=True)
     train(state, sampler, settings, args.out, info, exports=args.export,
           extra_meta={"commands": commands + [command], "parameters": count_parameters(state.model),
-                      "mode": args.mode, "preset": args.preset})
-    if rank == 0:
+                      "mode": args.mode, "preset": args.preset, "run_options": run_options(args)})
+    if rank == 0 and state.stopped_by:
+        print(f"stopped by {state.stopped_by} at step {state.step}: checkpoint written to {args.out / 'state.pt'}; "
+              f"rerun the same command with --resume to continue", flush=True)
+    elif rank == 0:
         print(f"done: step {state.step}, prior at {args.out / 'prior.pt'}", flush=True)
-    return 0
+    return 130 if state.stopped_by == "SIGINT" else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from padis3d.errors import PadisError
+    """``padis3d train ARGV`` (what ``python -m padis3d.cli.train`` and ``torchrun`` run)."""
+    from padis3d.cli.runner import run_parsed
 
-    parser = argparse.ArgumentParser(prog="padis3d train", description=__doc__.splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = OneLineParser(prog="padis3d train", description=__doc__.splitlines()[0])
     add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_train(args)
-    except PadisError as exc:
-        print(f"padis3d train: error: {exc}", file=sys.stderr)
-        return 2
+    parser.set_defaults(command="train", run=run_train, outputs=train_outputs)
+    return run_parsed(parser.parse_args(argv), ["train", *argv])
 
 
 if __name__ == "__main__":

@@ -46,13 +46,16 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 def read_checkpoint(path: str | Path) -> dict:
     """Load and validate a padis3d checkpoint file (either format) on the CPU."""
     path = Path(path)
+    if path.is_dir():
+        raise PadisError(f"checkpoint {path} is a folder: give the .pt file (a run folder holds prior.pt)")
     if not path.is_file():
         raise PadisError(f"checkpoint {path} does not exist: check the path (priors are .pt files written by "
                          f"'padis3d train')")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-        raise PadisError(f"checkpoint {path} is unreadable or corrupt ({type(exc).__name__}: {exc}); "
+        first = (str(exc).strip().splitlines() or [""])[0][:200]  # torch appends paragraphs of advice
+        raise PadisError(f"checkpoint {path} is unreadable or corrupt ({type(exc).__name__}: {first}); "
                          f"re-copy it or retrain with 'padis3d train'") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT_PRIOR, FORMAT_STATE):
         raise PadisError(f"{path} is not a padis3d checkpoint (no 'format' field of {FORMAT_PRIOR!r}); "

@@ -65,6 +65,7 @@ class TrainState:
     wall_seconds: float = 0.0
     history: list = field(default_factory=list)  # [step, mean loss since last entry, cpu_seconds]
     nonfinite_skipped: int = 0
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the last train() early
 
 
 def dist_info() -> tuple[int, int]:
@@ -138,6 +139,10 @@ def save_checkpoints(state: TrainState, meta: dict, out_dir: Path, exports: list
     from padis3d.training.loss_plot import write_loss_plot
     from padis3d.training.model_card import write_model_card
 
+    for name, net in (("weights", state.model), ("EMA weights", state.ema)):
+        if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point()):
+            raise PadisError(f"the {name} at step {state.step} are not finite: nothing was written (the last good "
+                             f"checkpoint in {out_dir}, if any, is intact); lower --lr or --grad-clip")
     cfg = state.model.config.to_dict()
     ema = {k: v.clone() for k, v in state.ema.state_dict().items()}
     prior = {"format": FORMAT_PRIOR, "format_version": FORMAT_VERSION, "config": cfg, "ema": ema, "meta": meta}
@@ -168,9 +173,18 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
     else:
         net = state.model
     stop = {"flag": False}
-    # SIGTERM (a scheduler ending the job) -> finish the step, checkpoint, return. Every rank listens.
+    # SIGTERM (a scheduler ending the job) or SIGINT (Ctrl-C) -> finish the step, checkpoint, return
+    # (state.stopped_by names the signal). A second Ctrl-C interrupts at once. Every rank listens.
+    state.stopped_by = None
+
+    def on_signal(signum: int, _frame) -> None:
+        if stop["flag"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+        state.stopped_by = signal.Signals(signum).name
+
     main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True)) if main_thread else None
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     t0, c0 = time.monotonic(), time.process_time()
     last_ckpt, wall_mark, cpu_mark = t0, t0, c0
     window, win_patches, win_t = [], 0, time.monotonic()
@@ -255,8 +269,8 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
             dist.barrier()
     finally:
         bar.close()
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return state
 
 

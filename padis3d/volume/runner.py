@@ -103,15 +103,39 @@ def _forget_task_names() -> None:
         cache_clear()
 
 
+def check_resumable(work_dir: str | Path, settings: VolumeSettings, key: str | None = None) -> None:
+    """PadisError when ``work_dir`` holds committed progress of another run, so that a rerun never
+    discards finished work silently. With ``key`` (the run's full identity: settings, grid,
+    measurements) any other identity is refused; without it (before the measurements exist) only
+    other settings are."""
+    try:
+        stored = json.loads((Path(work_dir) / "progress.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return
+    if int(stored.get("step", 0)) == 0 or (key is not None and stored.get("key") == key):
+        return
+    now = json.loads(json.dumps(asdict(settings)))
+    before = stored.get("settings", {})
+    differ = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v]
+    if key is None and not differ:
+        return
+    raise PadisError(f"{work_dir} holds a run at step {stored['step']} made with "
+                     + (f"other settings ({'; '.join(differ)})" if differ else "other input or geometry")
+                     + ": rerun its command to resume it, add --restart to discard it, or use another --out/--work-dir")
+
+
 class VolumeRun:
     """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
 
     def __init__(self, prior: PatchPrior, slice_operator: Any, y: np.ndarray | zarr.Array, work_dir: str | Path,
-                 settings: VolumeSettings, scheduler: Any = None, tag: str = "", separable: bool = True):
+                 settings: VolumeSettings, scheduler: Any = None, tag: str = "", separable: bool = True,
+                 restart: bool = False):
         """``y``: measurements ``(Z, *slice_operator.out_shape)``; ``tag``: an identity of their
         contents (e.g. a hash of how they were made) that, like the settings, must match for a
         rerun to resume instead of starting over. ``separable=False``: ``slice_operator`` maps the
-        whole volume ``(1, 1, Z, Y, X) -> (1, 1, *out_shape)`` and ``y`` has its ``out_shape``."""
+        whole volume ``(1, 1, Z, Y, X) -> (1, 1, *out_shape)`` and ``y`` has its ``out_shape``.
+        A work folder with progress of another run is refused (:func:`check_resumable`) unless
+        ``restart``, which starts this run over it."""
         g = prior.grid
         if g.ndim != 3:
             raise PadisError(f"a volume run needs a 3D prior grid, got {g}")
@@ -147,6 +171,8 @@ class VolumeRun:
             identity["tag"] = tag
         fingerprint = json.dumps(identity, sort_keys=True)
         self.key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
+        if not restart:
+            check_resumable(self.dir, settings, self.key)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             chunks = (settings.band, *g.canvas_shape[1:])

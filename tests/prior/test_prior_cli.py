@@ -31,7 +31,7 @@ def test_patch_run_resume_and_export(tmp_path, npy, capsys):
     assert meta["steps"] == 5 and len(meta["commands"]) == 2 and meta["data"]["format"] == "npy"
     prior = load_prior(exp)
     assert prior.meta["steps"] == 3 and prior.config.position_axes == (0, 1)
-    assert exp.with_suffix(".md").read_text().count("padis3d.cli.train") == 1
+    assert exp.with_suffix(".md").read_text().count("padis3d train ") == 1  # a command that reruns (issue 13)
     assert exp.with_suffix(".loss.png").is_file()
 
 

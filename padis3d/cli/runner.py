@@ -1,0 +1,77 @@
+"""Running a parsed command: claim its outputs (:mod:`padis3d.cli.outputs`), run it, and turn
+errors that come from bad input (PadisError, TilingError, missing files, OS errors, a full disk,
+memory) into one line and exit 2; Ctrl-C exits 130. An output folder that the failed run created
+is removed again if nothing was written into it (a resumable volume run's committed state is kept)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from padis3d.cli.outputs import OutputPlan, claim_outputs
+from padis3d.errors import PadisError
+
+
+def one_line(message: object) -> str:
+    """``message`` on one line (library errors, torch's among them, can span several)."""
+    return " ".join(str(message).split())
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's allocation failures (CPU and CUDA) are RuntimeErrors that say so."""
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def is_rank_zero() -> bool:
+    """Not a non-zero rank of a ``torchrun`` job (those share rank 0's output folder and its lock)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def prune_empty_dirs(path: Path) -> None:
+    """Remove ``path`` and the folders below it that hold no file, deepest first; files and
+    the folders that contain them are never touched."""
+    if not path.is_dir():
+        return
+    subdirs = sorted((p for p in path.rglob("*") if p.is_dir() and not p.is_symlink()),
+                     key=lambda p: len(p.parts), reverse=True)
+    for folder in [*subdirs, path]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # fails (and is skipped) unless empty
+
+
+def run_parsed(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``args.run(args)`` inside its claimed outputs (``args.outputs(args)``, if it writes any)."""
+    from padis3d.atomic import is_disk_full
+    from tiling.errors import TilingError
+
+    args.argv = argv  # recorded in model cards and reports as the command that made them
+    fresh: list[Path] = []
+    try:
+        plan: OutputPlan | None = args.outputs(args) if hasattr(args, "outputs") else None
+        fresh = [f for f in (plan.folders if plan else []) if not f.exists()]
+        with claim_outputs(plan, lock=is_rank_zero()) if plan else contextlib.nullcontext():
+            return args.run(args)
+    except (PadisError, TilingError, FileNotFoundError) as exc:
+        print(f"padis3d {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        reason = (f"no space left on the device ({exc}); free disk space and rerun" if is_disk_full(exc) else
+                  f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}")
+        print(f"padis3d {args.command}: error: {one_line(reason)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not is_out_of_memory(exc):
+            raise
+        print(f"padis3d {args.command}: error: out of memory ({one_line(exc)[:160]}); lower --size, --max-batch or "
+              f"--memory-budget-mb", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"padis3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for folder in fresh:
+            prune_empty_dirs(folder)

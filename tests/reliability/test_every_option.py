@@ -1,0 +1,102 @@
+"""Every option of every command, driven with hostile values (issue 13, class 5): each run exits 0
+or exits 2 with one line ``padis3d CMD: error: ...``; never a traceback, never a folder left behind
+by a run that failed. The options are read from the parsers themselves, so an option added later
+is covered without editing this test."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from padis3d.cli.main import build_parser
+from tests.prior.prior_helpers import blob_images
+from tests.reliability.helpers import ct_volume, nifti_volume, run_cli
+from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
+
+NUMBERS = ["0", "-1", "nan", "inf", "-inf", "1e303", "99999999999999999999", "x", ""]
+TEXTS = ["", "x", "a_file", "/nonexistent/x", "/sys/padis3d-x", "-1"]  # for paths, names, addresses, choices
+TINY_NET = ["--features", "16", "32", "--size", "16", "--patch-sizes", "8", "16", "--batch", "2"]
+
+
+def bases(root) -> dict[str, tuple[str, list[str]]]:
+    """A quick valid run of each command (and of both kinds of reconstruct), all outputs in ``OUT``."""
+    tiny = str(root / "tiny.pt")
+    return {
+        "train": ("train", ["--data", str(root / "imgs.npy"), "--out", "OUT", "--steps", "1", "--threads", "1",
+                            "--no-progress", *TINY_NET]),
+        "reconstruct": ("reconstruct", ["--task", "deblur", "--checkpoint", tiny, "--input", str(root / "image.npy"),
+                                        "--size", "16", "--steps", "1", "--inner", "1", "--threads", "1",
+                                        "--no-progress", "--out", "OUT"]),
+        "reconstruct-volume": ("reconstruct", ["--task", "denoise", "--checkpoint", tiny, "--input",
+                                               str(root / "vol.nii.gz"), "--size", "12", "--steps", "1", "--band", "4",
+                                               "--threads", "1", "--no-progress", "--out", "OUT"]),
+        "sample": ("sample", ["--checkpoint", tiny, "--size", "16", "--count", "1", "--steps", "1", "--threads", "1",
+                              "--no-progress", "--out", "OUT"]),
+        "demo": ("demo", ["--smoke", "--no-progress", "--slices", "118", "--out", "OUT"]),
+        "tiling-demo": ("tiling-demo", ["--out", "OUT"]),
+    }
+
+
+def value_options(command: str) -> list[argparse.Action]:
+    """The options of ``padis3d COMMAND`` that take a value (flags have nothing to corrupt)."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [a for a in sub.choices[command]._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]
+
+
+def hostile_values(action: argparse.Action) -> list[str]:
+    """Numbers of every wrong kind for a numeric option, odd paths and names for the others."""
+    numeric = action.type in (int, float) or getattr(action.type, "numeric", False)
+    return NUMBERS if numeric else TEXTS
+
+
+def with_value(argv: list[str], action: argparse.Action, value: str) -> list[str]:
+    """``argv`` with ``action``'s value(s) replaced by (or extended with) ``value``."""
+    count = 2 if action.nargs == 2 else 1
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in action.option_strings:
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+            continue
+        out.append(argv[i])
+        i += 1
+    return out + [f"{action.option_strings[0]}={value}"] if count == 1 else \
+        out + [action.option_strings[0], *([value] * count)] if not value.startswith("-") else \
+        out + [f"{action.option_strings[0]}={value}"]
+
+
+CASES = [(name, opt) for name in ("train", "reconstruct", "reconstruct-volume", "sample", "demo", "tiling-demo")
+         for opt in [a.option_strings[0] for a in value_options(name.split("-volume")[0])]]
+
+
+@pytest.fixture(scope="module")
+def inputs(files):  # noqa: F811
+    np.save(files / "imgs.npy", blob_images(4, 16)[:, 0].numpy())
+    nifti_volume(files / "vol.nii.gz", ct_volume((12, 12, 8)))
+    return files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, option", CASES, ids=[f"{n} {o}" for n, o in CASES])
+def test_hostile_values_exit_0_or_one_line_2(inputs, tmp_path, monkeypatch, name, option):
+    monkeypatch.chdir(tmp_path)  # a value taken as a relative path lands here
+    command, base = bases(inputs)[name]
+    action = next(a for a in value_options(command) if a.option_strings[0] == option)
+    (tmp_path / "a_file").write_text("not an image, a prior or a folder")
+    for value in hostile_values(action):
+        before = set(tmp_path.iterdir())
+        argv = [command, *with_value(base, action, value)]
+        rc, err = run_cli(argv)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert "Traceback" not in err, (argv, err)
+        assert rc in (0, 2), (argv, rc, err)
+        if rc == 2:
+            assert len(lines) == 1 and lines[0].startswith(f"padis3d {command}: error: "), (argv, err)
+            assert set(tmp_path.iterdir()) == before, (argv, sorted(p.name for p in tmp_path.iterdir()))
+        for path in set(tmp_path.iterdir()) - before:  # a run that succeeded: start the next one afresh
+            import shutil
+
+            shutil.rmtree(path) if path.is_dir() else path.unlink()

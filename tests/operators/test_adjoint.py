@@ -10,6 +10,12 @@ from padis3d.baselines.tv import gradient, gradient_adjoint
 from padis3d.operators import (BlockAverage, Blur, FanBeam2D, NearestSample, ParallelBeam2D, ParallelBeam3D,
                                gaussian_kernel, uniform_kernel)
 
+def _asymmetric_kernel(shape):
+    """A random positive kernel without any symmetry (a user's motion blur), summing to 1."""
+    k = torch.rand(shape, generator=torch.Generator().manual_seed(7)) + 0.1
+    return k / k.sum()
+
+
 OPERATORS = {
     "parallel-linear-20": lambda: ParallelBeam2D(32, views=20),
     "parallel-line-8": lambda: ParallelBeam2D(32, views=8, projector="line"),
@@ -24,6 +30,10 @@ OPERATORS = {
     "blur-uniform-zero": lambda: Blur((32, 32), uniform_kernel(9), boundary="zero"),
     "blur-gauss-zero": lambda: Blur((31, 32), gaussian_kernel(2.0), boundary="zero"),
     "blur-3d-circular": lambda: Blur((8, 16, 16), uniform_kernel(3, ndim=3)),
+    # asymmetric kernels: a symmetric kernel hides a missing flip in the adjoint (issue 19)
+    "blur-asym-circular": lambda: Blur((32, 30), _asymmetric_kernel((5, 3))),
+    "blur-asym-zero": lambda: Blur((31, 32), _asymmetric_kernel((5, 3)), boundary="zero"),
+    "blur-asym-3d-circular": lambda: Blur((8, 16, 16), _asymmetric_kernel((3, 5, 2))),
     "block-average-4": lambda: BlockAverage((32, 32)),
     "block-average-3d": lambda: BlockAverage((8, 16, 16), factor=2),
     "nearest-4": lambda: NearestSample((32, 32)),

@@ -82,3 +82,17 @@ def test_poisson_photon_noise_statistics():
     assert float(fewer.std()) > 5 * float(noisy.std())
     with pytest.raises(PadisError, match="non-negative"):
         poisson_photon_noise(-sino, i0, scale)
+
+
+@pytest.mark.parametrize("boundary, mode", [("circular", "wrap"), ("zero", "constant")])
+def test_blur_is_the_convolution_of_its_definition(boundary, mode):
+    """Forward ``y = k * x`` against scipy's convolution with an asymmetric kernel (convolution,
+    not correlation: a kernel flipped in forward and adjoint alike passes the adjoint test)."""
+    from scipy.ndimage import convolve
+
+    k = torch.rand((5, 3), generator=torch.Generator().manual_seed(3)) + 0.1
+    k = k / k.sum()
+    x = torch.rand((1, 1, 17, 16), generator=torch.Generator().manual_seed(4))
+    expected = convolve(x[0, 0].double().numpy(), k.double().numpy(), mode=mode, cval=0.0)
+    got = Blur((17, 16), k, boundary=boundary)(x)[0, 0].double().numpy()
+    assert np.abs(got - expected).max() < 1e-5

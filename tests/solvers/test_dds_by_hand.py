@@ -1,0 +1,100 @@
+"""The DDS data step and two DDS levels computed by hand (issue 19): CG at small step counts
+against the textbook recursion, and the DDIM re-noising with seeded noise, so one CG step too
+few or a flipped re-noising direction fails here, not only in end-to-end numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from padis3d.baselines.cg import conjugate_gradient
+from padis3d.solvers.dds import data_consistency, dds
+
+
+class Matrix:
+    """``y = M x`` on vectors ``(B, C, n)``: a small dense operator with a known adjoint."""
+
+    def __init__(self, m: np.ndarray):
+        self.m = torch.as_tensor(m, dtype=torch.float64)
+        self.in_shape, self.out_shape = (m.shape[1],), (m.shape[0],)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.m.T
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y @ self.m
+
+
+class ScaledPrior:
+    """A state prior whose denoiser is ``D(x; σ) = x / (1 + σ²)`` (a unit Gaussian), no padding."""
+
+    def __init__(self, n: int):
+        self.state_shape = (n,)
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def crop(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def denoise(self, x: torch.Tensor, sigma: float, *, generator=None) -> torch.Tensor:
+        return x / (1 + sigma ** 2)
+
+
+def textbook_cg(a: np.ndarray, b: np.ndarray, x0: np.ndarray, steps: int) -> np.ndarray:
+    """Hestenes-Stiefel CG for ``a x = b`` from ``x0``, exactly ``steps`` steps."""
+    x, r = x0.copy(), b - a @ x0
+    p = r.copy()
+    for _ in range(steps):
+        ap = a @ p
+        alpha = (r @ r) / (p @ ap)
+        x, r_new = x + alpha * p, r - alpha * ap
+        p, r = r_new + (r_new @ r_new) / (r @ r) * p, r_new
+    return x
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((9, 12))
+    return Matrix(m), m, rng.standard_normal(9), rng.standard_normal(12)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_data_step_is_exactly_k_cg_steps(problem, steps):
+    op, m, y, x0 = problem
+    rho = 0.7
+    got = data_consistency(op, torch.tensor(y)[None, None], torch.tensor(x0)[None, None], rho, steps)[0, 0].numpy()
+    want = textbook_cg(m.T @ m + rho * np.eye(12), m.T @ y + rho * x0, x0, steps)
+    assert np.allclose(got, want, rtol=1e-10, atol=1e-10)
+    if steps > 1:  # the count matters: one step fewer is measurably different
+        fewer = textbook_cg(m.T @ m + rho * np.eye(12), m.T @ y + rho * x0, x0, steps - 1)
+        assert np.abs(got - fewer).max() > 1e-3
+
+
+def test_cg_solves_the_normal_equations_from_zero():
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((6, 6))
+    a, b = q @ q.T + np.eye(6), rng.standard_normal(6)
+    x = conjugate_gradient(lambda v: v @ torch.tensor(a).T, torch.tensor(b)[None], iters=6, tol=0.0)[0].numpy()
+    assert np.allclose(x, np.linalg.solve(a, b), rtol=1e-9)
+
+
+def test_two_dds_levels_by_hand(problem):
+    op, m, y, _ = problem
+    prior, sigmas, rho, cg, eta = ScaledPrior(12), torch.tensor([2.0, 0.5]), 0.9, 2, 0.85
+    x_start = torch.randn((1, 1, 12), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    got = dds(prior, x_start.clone(), sigmas, operator=op, y=torch.tensor(y)[None, None], rho=rho, cg_iters=cg,
+              eta=eta, generator=torch.Generator().manual_seed(9))[0, 0].numpy()
+
+    z = torch.randn((1, 1, 12), generator=torch.Generator().manual_seed(9), dtype=torch.float64)[0, 0].numpy()
+    a, x = m.T @ m + rho * np.eye(12), x_start[0, 0].numpy()
+    d = x / (1 + 2.0 ** 2)                                    # level 0: Tweedie estimate
+    est = textbook_cg(a, m.T @ y + rho * d, d, cg)             # data step from the estimate
+    x = est + 0.5 * (eta * z + math.sqrt(1 - eta ** 2) * (x - d) / 2.0)  # DDIM move to σ = 0.5
+    d = x / (1 + 0.5 ** 2)                                    # level 1 (the last): no re-noising
+    want = textbook_cg(a, m.T @ y + rho * d, d, cg)
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-9)

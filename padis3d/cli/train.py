@@ -41,7 +41,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--resume", nargs="?", const="auto", default=None, type=nonempty_text,
       help="continue: no value = OUT/state.pt; or a state/prior file (a prior file resumes weights only)")
     a("--preset", choices=sorted(PRESETS), default="cpu", help="defaults for geometry, network and optimiser")
-    a("--data", type=nonempty_text, default="chest-ct", help="'chest-ct' (default dataset) or a file/folder readable by padis3d.io")
+    a("--data", type=nonempty_text, default="chest-ct",
+      help="'chest-ct' (default dataset), 'ellipses' (random-ellipse phantoms, padis3d.training.phantoms) "
+           "or a file/folder readable by padis3d.io")
+    a("--ellipse-images", type=int_range(1, 100_000), default=None,
+      help="--data ellipses: number of training images (default 1000; drawn with --seed)")
     a("--axis", type=int_range(0, 3), default=None, help="slice axis for volumes given with --data (default: 2 for NIfTI, else 0)")
     a("--window", type=float_range(-1e9, 1e9), nargs=2, default=None, metavar=("LO", "HI"),
       help="HU window for CT data given with --data (default: min-max per image)")
@@ -99,6 +103,10 @@ def _images(args: argparse.Namespace, size: int):
     if args.data == "chest-ct":
         images, info = d.chest_ct_training_images(size, args.subset)
         return images, None, info
+    if args.data == "ellipses":
+        from padis3d.training.phantoms import ellipse_training_images
+        images, info = ellipse_training_images(args.ellipse_images or 1000, size, seed=args.seed)
+        return images, None, info
     from padis3d.io import load_training_images
     images, info = load_training_images(args.data, size=size, axis=args.axis, window=args.window)
     return torch.as_tensor(images), None, info
@@ -126,10 +134,14 @@ def train_outputs(args: argparse.Namespace) -> OutputPlan:
     model cards) and reads (``--data``); ``--resume``'s state is meant to be replaced."""
     extra = [q for e in args.export for q in (e, e.with_suffix(".loss.png"), e.with_suffix(".md"))]
     return OutputPlan(args.out, ["state.pt", "prior.pt", "prior.loss.png", "prior.md"], extra,
-                      inputs=[] if args.data == "chest-ct" else [args.data])
+                      inputs=[] if args.data in BUILTIN_DATA else [args.data])
 
 
-RUN_OPTIONS = ("preset", "data", "axis", "window", "size", "subset", "mode", "slab", "slab_jumps", "slab_z_position",
+BUILTIN_DATA = ("chest-ct", "ellipses")
+"""``--data`` values that name a built-in dataset, not a file."""
+
+
+RUN_OPTIONS = ("preset", "data", "ellipse_images", "axis", "window", "size", "subset", "mode", "slab", "slab_jumps", "slab_z_position",
                "no_positions", "patch_sizes", "patch_probs", "batch", "batch_sizes", "features", "res_blocks", "lr",
                "ema_halflife", "grad_clip", "seed")
 """The options that define a training run; a resumed run must give the same (``--steps``, ``--hours``,
@@ -169,6 +181,10 @@ def check_train_options(args: argparse.Namespace, sizes: list, probs: list | Non
         raise PadisError(f"--patch-probs gives {len(args.patch_probs)} values for {len(sizes)} patch sizes {sizes}")
     if probs is not None and abs(sum(probs) - 1.0) > 1e-6:
         raise PadisError(f"--patch-probs {probs} must sum to 1, got {sum(probs):g}")
+    if args.ellipse_images is not None and args.data != "ellipses":
+        raise PadisError("--ellipse-images is for --data ellipses")
+    if args.subset is not None and args.data == "ellipses":
+        raise PadisError("--subset picks chest CT slices; with --data ellipses use --ellipse-images")
     if args.batch_sizes is not None and len(args.batch_sizes) != len(sizes):
         raise PadisError(f"--batch-sizes gives {len(args.batch_sizes)} values for {len(sizes)} patch sizes {sizes}")
 

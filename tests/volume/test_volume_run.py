@@ -26,11 +26,11 @@ def problem():
     return prior, op, y
 
 
-def run(problem, work, scheduler=None, callback=None, **kw):
+def run(problem, work, scheduler=None, callback=None, restart=False, **kw):
     prior, op, y = problem
     settings = VolumeSettings(steps=3, sigma_max=1.0, sigma_min=0.05, band=4, rho=0.1, cg_iters=5, **kw)
     out = zarr.create_array(store=zarr.storage.MemoryStore(), shape=SHAPE, chunks=(3, 16, 16), dtype="f4")
-    VolumeRun(prior, op, y, work, settings, scheduler=scheduler).run(out, callback=callback)
+    VolumeRun(prior, op, y, work, settings, scheduler=scheduler, restart=restart).run(out, callback=callback)
     return out[:]
 
 
@@ -53,11 +53,18 @@ def test_interrupted_run_resumes_to_the_same_result(problem, tmp_path):
     assert np.array_equal(run(problem, tmp_path / "cut"), full)
 
 
-def test_changed_settings_start_over(problem, tmp_path):
+def test_changed_settings_are_refused_unless_restart(problem, tmp_path):
+    """A work folder with another run's progress is never overwritten silently (issue 13):
+    other settings are refused, ``restart`` starts over on it, the same settings resume."""
     run(problem, tmp_path / "w")
+    with pytest.raises(PadisError, match=r"other settings \(eta 0.85 -> 0.5\)"):
+        run(problem, tmp_path / "w", eta=0.5)
     steps = []
-    run(problem, tmp_path / "w", callback=lambda info: steps.append(info["i"]), eta=0.5)
+    run(problem, tmp_path / "w", callback=lambda info: steps.append(info["i"]), eta=0.5, restart=True)
     assert steps == [0, 1, 2]
+    resumed = []
+    run(problem, tmp_path / "w", callback=lambda info: resumed.append(info["i"]), eta=0.5)
+    assert resumed == []  # finished: nothing left to run
 
 
 def test_mismatched_measurements_fail_clearly(problem, tmp_path):

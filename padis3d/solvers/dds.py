@@ -9,11 +9,16 @@ CG runs on all slices at once). Returns the last corrected estimate.
 Volumes can add TV along z to the data step (``tv_z = λ > 0``, DiffusionBlend's option):
 ``min ½||A x - y||² + ½ρ||x - x0||² + λ ||∂_z x||₁`` by ADMM on ``v = ∂_z x`` (penalty ``ρ``),
 each x-update a few warm-started CG steps on ``(AᵀA + ρI + ρ∂_zᵀ∂_z) x = Aᵀy + ρx0 + ρ∂_zᵀ(v - u)``.
+
+Test-time adaptation (issue 15): ``adapt(i, n, σ_i, x)`` is called before each level's
+denoising, e.g. a :class:`padis3d.adapt.TestTimeAdapter` whose ``.prior`` is the ``prior``
+passed here (the adapted denoiser then serves the rest of the run).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,18 +59,28 @@ def data_consistency_tv_z(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho:
     return x
 
 
+AdaptHook = Callable[[int, int, float, torch.Tensor], None]
+"""``adapt(i, n, sigma, x)``: called before level ``i`` of ``n`` denoises state ``x``."""
+
+
 def dds(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: Any, y: torch.Tensor,
         rho: float = 1.0, cg_iters: int = 5, eta: float = 0.85, tv_z: float = 0.0, admm_iters: int = 3,
-        generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, callback: Callback | None = None,
+        adapt: AdaptHook | None = None) -> torch.Tensor:
     """x: initial state ``(B, C, *prior.state_shape)``; returns the image estimate. ``tv_z > 0``
-    (volumes): TV along z in the data step, ``admm_iters`` ADMM rounds."""
+    (volumes): TV along z in the data step, ``admm_iters`` ADMM rounds. ``adapt``: test-time
+    adaptation hook (module docstring); an adapter's ``.prior`` must be the ``prior`` given."""
     check_problem(operator, y, sigmas, x)
+    if adapt is not None and getattr(adapt, "prior", prior) is not prior:
+        raise PadisError("adapt= adapts its own prior: pass dds(adapt.prior, ..., adapt=adapt)")
     if rho <= 0 or cg_iters < 0 or not 0 <= eta <= 1 or tv_z < 0 or admm_iters < 1:
         raise PadisError(f"need rho > 0, cg_iters >= 0, 0 <= eta <= 1, tv_z >= 0 and admm_iters >= 1, got "
                          f"{rho}, {cg_iters}, {eta}, {tv_z}, {admm_iters}")
     levels = [float(s) for s in sigmas]
     n, estimate = len(levels), prior.crop(x)
     for i, sigma in enumerate(levels):
+        if adapt is not None:
+            adapt(i, n, sigma, x)
         d = prior.denoise(x, sigma, generator=generator)
         image = prior.crop(d)
         with torch.no_grad():

@@ -1,0 +1,195 @@
+"""Test-time adaptation inside a sampler: a few Adam steps on the self-supervised loss at
+chosen noise levels, then sampling continues with the adapted denoiser.
+
+>>> tta = TestTimeAdapter(prior, operator, y, AdaptSettings(mode="lora", rank=4, lr=1e-3))
+>>> image = dds(tta.prior, x, sigmas, operator=operator, y=y, adapt=tta)   # doctest: +SKIP
+>>> tta.save("adapter.pt")                                                  # doctest: +SKIP
+
+``tta.prior`` is a copy of the prior whose denoiser is ``D_θ`` (base + adapter); the base
+prior, its network and checkpoint are never modified. ``tta(i, n, sigma, x)`` is the hook a
+sampler calls before denoising level ``i`` of ``n`` at state ``x``: it adapts when level ``i``
+is scheduled (:meth:`AdaptSettings.scheduled`: SCD's rule, the first ``first`` levels and every
+``every``-th, or an explicit list).
+
+Over-fitting guard (DIP-like adaptation fits the noise): at each step the residual
+``||A x̂ − y||`` (computed anyway) is compared with the discrepancy level
+``τ sqrt(m) σ_noise`` (``m`` measurements, ``noise_sigma`` given): at or below it the step is
+not taken and adaptation stops for good (the discrepancy principle). Independently, a
+level's steps stop early when ``L`` has not fallen by a relative ``min_decrease`` for
+``patience`` steps. Every step is recorded in ``history``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from padis3d.adapt.adapters import Adapter, AdaptedDenoiser, base_module, load_adapter, save_adapter
+from padis3d.adapt.loss import SelfSupervisedLoss, check_adaptable, streamed_loss_grad
+from padis3d.errors import PadisError
+from padis3d.priors.patch import PatchPrior
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """Settings of test-time adaptation (defaults: DDIP3D's public stand-ins, LoRA rank 4,
+    lr 1e-3, 10 steps; SCD's schedule, first 4 levels and every 20th).
+
+    mode/rank/alpha/layers: see :class:`padis3d.adapt.adapters.Adapter`. lr: Adam learning rate.
+    steps: Adam steps per scheduled level. first, every: schedule (levels ``i < first`` or
+    ``i % every == 0``); levels: an explicit list of level indices instead. cg_iters, rho, tv:
+    the loss (:class:`padis3d.adapt.loss.SelfSupervisedLoss`). noise_sigma: measurement noise
+    std (None: no discrepancy stop); tau: discrepancy factor. patience, min_decrease: the
+    plateau stop. seed: adapter initialisation and the adaptation's own grid shifts.
+    """
+
+    mode: str = "lora"
+    rank: int = 4
+    alpha: float | None = None
+    layers: tuple[str, ...] = ("conv", "linear")
+    lr: float = 1e-3
+    steps: int = 10
+    first: int = 4
+    every: int = 20
+    levels: tuple[int, ...] | None = None
+    cg_iters: int = 0
+    rho: float = 1.0
+    tv: float = 0.0
+    noise_sigma: float | None = None
+    tau: float = 1.0
+    patience: int = 3
+    min_decrease: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.steps < 1 or self.first < 0 or self.every < 1 or self.tau <= 0 \
+                or self.patience < 1 or self.min_decrease < 0:
+            raise PadisError(f"bad adaptation settings {self}: need lr > 0, steps >= 1, first >= 0, every >= 1, "
+                             f"tau > 0, patience >= 1, min_decrease >= 0")
+        if self.noise_sigma is not None and self.noise_sigma < 0:
+            raise PadisError(f"noise_sigma must be >= 0, got {self.noise_sigma}")
+
+    def scheduled(self, i: int) -> bool:
+        """Whether level ``i`` adapts."""
+        if self.levels is not None:
+            return i in self.levels
+        return i < self.first or i % self.every == 0
+
+
+@dataclass
+class AdaptStep:
+    """One Adam step: level ``i``, ``sigma``, loss ``L`` and residual norm before the step, and
+    whether the step was taken (False: a stop rule fired)."""
+
+    level: int
+    sigma: float
+    loss: float
+    residual: float
+    taken: bool
+
+
+def adapted_prior(prior: PatchPrior, adapter: Adapter) -> PatchPrior:
+    """A shallow copy of ``prior`` whose denoiser is ``D_θ`` (``prior`` itself is unchanged)."""
+    check_adaptable(prior)
+    out = copy.copy(prior)
+    out.denoiser = AdaptedDenoiser(prior.denoiser, adapter)
+    return out
+
+
+@dataclass
+class TestTimeAdapter:
+    """The adaptation state for one reconstruction (see the module docstring).
+
+    prior: the base :class:`PatchPrior`; operator, y: the problem; adapter: start from this
+    adapter (e.g. :func:`padis3d.adapt.adapters.load_adapter`) instead of a fresh one;
+    on_step: called with each :class:`AdaptStep` (progress bars).
+    """
+
+    __test__ = False  # not a pytest class
+
+    base: PatchPrior
+    operator: Any
+    y: torch.Tensor
+    settings: AdaptSettings = field(default_factory=AdaptSettings)
+    adapter: Adapter | None = None
+    on_step: Callable[[AdaptStep], None] | None = None
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        model = base_module(self.base.denoiser)
+        if self.adapter is None:
+            self.adapter = Adapter(model, s.mode, s.rank, s.alpha, s.layers, seed=s.seed)
+        self.prior = adapted_prior(self.base, self.adapter)
+        self.loss = SelfSupervisedLoss(self.operator, self.y, s.cg_iters, s.rho, s.tv)
+        self.params = list(self.adapter.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=s.lr)
+        self.generator = torch.Generator().manual_seed(s.seed)
+        self.history: list[AdaptStep] = []
+        self.stopped: str | None = None  # "discrepancy" once the residual reached the noise level
+        m = self.y.numel()
+        self.discrepancy = None if s.noise_sigma is None else s.tau * math.sqrt(m) * s.noise_sigma
+
+    def __call__(self, i: int, n: int, sigma: float, x: torch.Tensor) -> None:
+        """Sampler hook: adapt at level ``i`` of ``n`` (state ``x`` at noise ``sigma``) when scheduled."""
+        if self.stopped is None and self.settings.scheduled(i):
+            self.adapt(x, sigma, level=i)
+
+    def adapt(self, x: torch.Tensor, sigma: float, level: int = -1, steps: int | None = None) -> list[AdaptStep]:
+        """Up to ``steps`` (default ``settings.steps``) Adam steps on ``L`` at state ``x``; returns them."""
+        s = self.settings
+        done: list[AdaptStep] = []
+        best, stale = math.inf, 0
+        for _ in range(s.steps if steps is None else steps):
+            shift = self.prior.grid.random_shift(self.generator)
+            ev = streamed_loss_grad(self.prior, x, sigma, self.loss, self.params, shift)
+            if not math.isfinite(ev.loss):
+                raise PadisError(f"adaptation loss is {ev.loss} at level {level} (sigma {sigma:g}): lower the lr")
+            stop = self.discrepancy is not None and ev.residual_norm <= self.discrepancy
+            if ev.loss < best * (1 - s.min_decrease):
+                best, stale = ev.loss, 0
+            else:
+                stale += 1
+            step = AdaptStep(level, float(sigma), ev.loss, ev.residual_norm, taken=not stop)
+            if not stop:
+                for p, g in zip(self.params, ev.grads):
+                    p.grad = g
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            done.append(step)
+            self.history.append(step)
+            if self.on_step is not None:
+                self.on_step(step)
+            if stop:
+                self.stopped = "discrepancy"
+                break
+            if stale >= s.patience:
+                break
+        return done
+
+    def save(self, path: str | Path) -> Path:
+        """Write the adapter (small file; the base checkpoint is untouched) with the settings and history."""
+        return save_adapter(self.adapter, self.base.denoiser, path,
+                            extra={"settings": asdict(self.settings), "stopped": self.stopped,
+                                   "history": [asdict(h) for h in self.history]})
+
+    @classmethod
+    def from_file(cls, path: str | Path, base: PatchPrior, operator: Any, y: torch.Tensor,
+                  settings: AdaptSettings | None = None, **kw) -> TestTimeAdapter:
+        """Continue from a saved adapter (its recorded settings unless ``settings`` is given)."""
+        adapter = load_adapter(path, base.denoiser)
+        if settings is None:
+            stored = torch.load(path, map_location="cpu", weights_only=True)["extra"].get("settings", {})
+            stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+            settings = AdaptSettings(**stored)
+        return cls(base, operator, y, settings, adapter=adapter, **kw)
+
+
+def levels_adapted(settings: AdaptSettings, n: int) -> Sequence[int]:
+    """The level indices among ``n`` that adapt (for reports)."""
+    return [i for i in range(n) if settings.scheduled(i)]

@@ -1,0 +1,159 @@
+"""Sphinx directives that keep the site in step with the repository instead of copying it.
+
+``.. readme-example:: HEADING``
+    The first fenced ``python`` block under the README heading ``HEADING``, shown verbatim as
+    a code block, and run by ``sphinx-build -b doctest`` as a ``testcode`` block (group
+    ``readme``). Options:
+
+    ``:run-with:`` lines ``OLD => NEW``: text replaced in the *run* copy only (for a fast
+    variant of a slow example); the page says which replacements were made.
+
+    ``:output:`` what the example prints (doctest ``+ELLIPSIS``: ``...`` matches any text).
+
+    ``:check:`` Python run after the example in the same namespace (assertions).
+
+``.. readme-block:: HEADING``
+    The first fenced block of any language under ``HEADING`` (the shell commands), verbatim.
+
+``.. recipe-list::``
+    One section per file in ``recipes/``: the module docstring of a ``.py`` recipe, or the
+    leading comment of a ``.sh`` recipe, as written in the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import Directive, directives
+from docutils.statemachine import StringList
+from sphinx.util.nodes import nested_parse_with_titles
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```(\w*)\s*$")
+
+
+def readme_block(heading: str, language: str | None = None, readme: Path = README) -> tuple[str, str]:
+    """``(language, code)`` of the first fenced block under the Markdown heading ``heading``
+    (any level), optionally only a block of ``language``; ``LookupError`` if there is none."""
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    title = re.compile(r"^#+\s+" + re.escape(heading) + r"\s*$")
+    try:
+        start = next(i for i, line in enumerate(lines) if title.match(line))
+    except StopIteration:
+        raise LookupError(f"README.md has no heading {heading!r}") from None
+    level = len(lines[start]) - len(lines[start].lstrip("#"))
+    i = start + 1
+    while i < len(lines):
+        line = lines[i]
+        head = re.match(r"^(#+)\s", line)
+        if head and len(head.group(1)) <= level:
+            break
+        fence = FENCE.match(line)
+        if fence:
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+            if language is None or fence.group(1) == language:
+                return fence.group(1), "\n".join(lines[i + 1:end])
+            i = end
+        i += 1
+    raise LookupError(f"README.md has no {language or ''} code block under {heading!r}")
+
+
+def apply_replacements(code: str, spec: str) -> tuple[str, list[tuple[str, str]]]:
+    """Apply ``OLD => NEW`` lines of ``spec`` to ``code``; each ``OLD`` must occur exactly once,
+    so a README edit that removes it fails the build instead of silently running the slow code."""
+    pairs = []
+    for line in filter(None, (s.strip() for s in spec.splitlines())):
+        old, sep, new = line.partition("=>")
+        if not sep:
+            raise ValueError(f"run-with line {line!r} is not 'OLD => NEW'")
+        old, new = old.strip(), new.strip()
+        if code.count(old) != 1:
+            raise ValueError(f"run-with: {old!r} occurs {code.count(old)} times in the README example, expected once")
+        code = code.replace(old, new)
+        pairs.append((old, new))
+    return code, pairs
+
+
+def _indent(text: str) -> list[str]:
+    return ["   " + line if line else "" for line in text.splitlines()]
+
+
+class ReadmeExample(Directive):
+    required_arguments = 1
+    final_argument_whitespace = True
+    option_spec = {"run-with": directives.unchanged, "check": directives.unchanged, "output": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        heading = self.arguments[0]
+        try:
+            _, code = readme_block(heading, "python")
+            run_code, pairs = apply_replacements(code, self.options.get("run-with", ""))
+        except (LookupError, ValueError) as exc:
+            raise self.error(str(exc)) from None
+        rst = [".. code-block:: python", ""] + _indent(code) + [""]
+        if pairs:
+            changes = "; ".join(f"``{old}`` → ``{new}``" for old, new in pairs)
+            rst += [f"*The documentation's doctest runs this example with {changes}, to stay fast.*", ""]
+        rst += [".. testcode:: readme", "   :hide:", ""] + _indent(run_code) + [""]
+        if self.options.get("output"):
+            rst += [".. testoutput:: readme", "   :hide:", "   :options: +ELLIPSIS", ""] + _indent(self.options["output"]) + [""]
+        if self.options.get("check"):
+            rst += [".. testcode:: readme", "   :hide:", ""] + _indent(self.options["check"]) + [""]
+        return self._parse(rst)
+
+    def _parse(self, rst: list[str]) -> list[nodes.Node]:
+        self.state.document.settings.env.note_dependency(str(README))
+        node = nodes.container()
+        nested_parse_with_titles(self.state, StringList(rst, source=str(README)), node)
+        return node.children
+
+
+class ReadmeBlock(ReadmeExample):
+    option_spec = {}
+
+    def run(self) -> list[nodes.Node]:
+        try:
+            language, code = readme_block(self.arguments[0])
+        except LookupError as exc:
+            raise self.error(str(exc)) from None
+        return self._parse([f".. code-block:: {language or 'text'}", ""] + _indent(code) + [""])
+
+
+def recipe_summary(path: Path) -> str:
+    """The module docstring of a Python recipe, or the leading ``#`` comment of a shell one."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        return ast.get_docstring(ast.parse(text)) or ""
+    comment = []
+    for line in text.splitlines()[1 if text.startswith("#!") else 0:]:
+        if not line.startswith("#"):
+            break
+        comment.append(line[1:].strip())
+    return "\n".join(comment)
+
+
+class RecipeList(Directive):
+    def run(self) -> list[nodes.Node]:
+        rst: list[str] = []
+        for path in sorted((ROOT / "recipes").glob("*")):
+            if path.suffix not in (".py", ".sh"):
+                continue
+            name = f"recipes/{path.name}"
+            rst += [name, "-" * len(name), ""]
+            self.state.document.settings.env.note_dependency(str(path))
+            # shown as written (a literal block): a recipe's text can never break the build
+            rst += ["::", ""] + _indent(recipe_summary(path) or "(no description)") + [""]
+        node = nodes.container()
+        nested_parse_with_titles(self.state, StringList(rst, source="recipes/"), node)
+        return node.children
+
+
+def setup(app):
+    app.add_directive("readme-example", ReadmeExample)
+    app.add_directive("readme-block", ReadmeBlock)
+    app.add_directive("recipe-list", RecipeList)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

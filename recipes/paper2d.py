@@ -242,6 +242,9 @@ def run(args: argparse.Namespace) -> dict:
     store["versions"], store["config"] = library_versions(), asdict(cfg)
     store["commands"] = sorted(set(store.get("commands", [])) | {" ".join(sys.argv)})
     computed: dict[str, np.ndarray] = {}  # figure reconstructions made by the main study's rows
+    labels = {study: {r.label for r in rows} for study, (_, rows) in STUDIES.items()}
+    for key in [key for key, r in store["results"].items() if r["row"] not in labels.get(r["study"], ())]:
+        del store["results"][key]  # rows that no longer exist (renamed samplers)
     for study in [] if args.report else args.studies:
         tasks, rows = STUDIES[study]
         rows = [r for r in rows if args.rows is None or r.label in args.rows]
@@ -253,11 +256,13 @@ def run(args: argparse.Namespace) -> dict:
                 if row.method in ("pnp", "diffusion") and prior_key(row) not in priors:
                     continue
                 tag = result_tag(row, name, cfg, args, priors)
+                for key in [key for key in store["results"] if key.startswith(f"{study}/{name}/{row.label}/")
+                            and not key.endswith(f"/{tag}")]:
+                    del store["results"][key]  # this row with other settings, on any slice
                 for k, x in zip(slices, images):
                     key = f"{study}/{name}/{row.label}/{k}/{tag}"
                     if key in store["results"]:
                         continue
-                    prune(store, f"{study}/{name}/{row.label}/{k}/")
                     same = [r for r in store["results"].values() if r.get("tag") == tag and r["slice"] == k]
                     if same:  # the same computation under another study or label
                         store["results"][key] = same[0] | {"study": study, "row": row.label}
@@ -284,12 +289,6 @@ def run(args: argparse.Namespace) -> dict:
         if recs:
             reconstruction_figure(recs, k, args.out.parent / f"{args.out.name}_reconstructions.png")
     return store
-
-
-def prune(store: dict, prefix: str) -> None:
-    """Drop results stored under ``prefix`` (``study/task/row/slice/``) with other settings."""
-    for key in [key for key in store["results"] if key.startswith(prefix)]:
-        del store["results"][key]
 
 
 def prior_key(row: Row) -> tuple[str, str]:
@@ -323,7 +322,9 @@ def figure_reconstructions(k: int, x: torch.Tensor, cfg: Config, args: argparse.
                            computed: dict[str, np.ndarray] | None = None) -> dict:
     """``{task: {"truth" | row label: (H, W) array}}`` on slice ``k`` for the figure rows of the main
     study; cached in ``OUT_reconstructions.npz`` (keyed like the results; ``computed``: made by this
-    run's main study), computed unless ``--report``."""
+    run's main study), computed unless ``--report``. Rows not computed here (``--report``, or
+    outside ``--rows``) whose image with these settings is missing take the one cached under the
+    same task, row and slice (an earlier run's; the tables' numbers are unaffected)."""
     cache = args.out.parent / f"{args.out.name}_reconstructions.npz"
     stored = dict(np.load(cache)) if cache.exists() else {}
     fresh = bool(computed)
@@ -337,8 +338,11 @@ def figure_reconstructions(k: int, x: torch.Tensor, cfg: Config, args: argparse.
         out[name] = {"truth": x[0].numpy()}
         for row in rows:
             key = f"{name}/{row.label}/{k}/{result_tag(row, name, cfg, args, priors)}"
-            if key not in stored and not args.report and (row.method not in ("pnp", "diffusion")
-                                                          or prior_key(row) in priors):
+            wanted = args.rows is None or row.label in args.rows or row.method in ("baseline", "tv")
+            if key not in stored and (args.report or not wanted):
+                key = next((c for c in sorted(stored) if c.startswith(f"{name}/{row.label}/{k}/")), key)
+            if key not in stored and wanted and not args.report and (row.method not in ("pnp", "diffusion")
+                                                                     or prior_key(row) in priors):
                 print(f"figure: {key}", flush=True)
                 stored[key] = evaluate(row, task, x[None], task.measure(x[None], seed=k), cfg, priors,
                                        args)[0, 0].numpy().astype(np.float16)

@@ -82,7 +82,7 @@ def test_paper2d_smoke_fills_every_cell_and_resumes(tmp_path):
     figures = [out.parent / f"paper2d_{name}.png" for name in ("ablations", "reconstructions")]
     assert all(f.stat().st_size > 10_000 for f in figures)
     cached = np.load(out.parent / "paper2d_reconstructions.npz")
-    assert len(cached.files) == 2 * 5  # 2 tasks x the 5 figure rows, on the one smoke slice
+    assert len(cached.files) == 2 * 6  # 2 tasks x the 6 figure rows, on the one smoke slice
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and " dB / " not in again.stdout.split("Chest CT test slices")[0]
     assert json.loads(out.with_suffix(".json").read_text())["results"] == store["results"]

@@ -1,7 +1,7 @@
 """Test-time adaptation inside a sampler: a few Adam steps on the self-supervised loss at
 chosen noise levels, then sampling continues with the adapted denoiser.
 
->>> tta = TestTimeAdapter(prior, operator, y, AdaptSettings(mode="lora", rank=4, lr=1e-3))
+>>> tta = TestTimeAdapter(prior, operator, y, AdaptSettings(mode="lora", rank=4, lr=1e-3))  # doctest: +SKIP
 >>> image = dds(tta.prior, x, sigmas, operator=operator, y=y, adapt=tta)   # doctest: +SKIP
 >>> tta.save("adapter.pt")                                                  # doctest: +SKIP
 

@@ -1,0 +1,124 @@
+"""Does test-time adaptation help DDS with the shipped chest prior? A small grid (issue 15).
+
+On chest CT TRAINING slices only (0-99; the test slices 110-132 are refused), one task (default
+CT 20, noiseless unless ``--ct-sigma``), DDS with the CPU defaults (100 geometric levels from
+σ = 10 to 0.005, η = 0.85, 5 CG steps, ρ = 1, noise start), with and without adaptation
+(:class:`padis3d.adapt.TestTimeAdapter`) for each configuration given as
+``name:mode:rank:lr[:cg]`` (``none`` = plain DDS). Results are appended to ``--out`` (JSON
+lines; a configuration already there is skipped, so an interrupted run resumes).
+
+    nice -n 15 .venv/bin/python recipes/tune_adaptation.py --slices 90 \\
+        --configs none lora4:lora:4:1e-3 lora4-lr1e-4:lora:4:1e-4 norm:norm:0:1e-3 all:all:0:1e-4
+
+``--smoke``: 3 levels, 1 adaptation step, a 32² image (checks the wiring in seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from padis3d.adapt import AdaptSettings, TestTimeAdapter
+from padis3d.baselines.tasks import make_task
+from padis3d.io.sample_data import chest_ct_slices
+from padis3d.metrics import psnr, ssim
+from padis3d.priors.checkpoint import load_prior
+from padis3d.priors.factory import patch_prior_from
+from padis3d.solvers.common import init_state
+from padis3d.solvers.dds import dds
+from padis3d.solvers.schedules import geometric_sigmas
+
+DDS_CPU = {"levels": 100, "sigma_max": 10.0, "sigma_min": 0.005, "eta": 0.85, "cg_iters": 5, "rho": 1.0}
+
+
+def parse_config(text: str) -> dict:
+    """``none`` or ``name:mode:rank:lr[:cg]`` -> a dict of AdaptSettings fields (``None`` for none)."""
+    if text == "none":
+        return {"name": "none", "settings": None}
+    parts = text.split(":")
+    if len(parts) not in (4, 5):
+        raise SystemExit(f"config {text!r}: expected name:mode:rank:lr[:cg]")
+    name, mode, rank, lr = parts[:4]
+    fields = {"mode": mode, "rank": max(1, int(rank)), "lr": float(lr)}
+    if len(parts) == 5:
+        fields["cg_iters"] = int(parts[4])
+    return {"name": name, "settings": fields}
+
+
+def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, args) -> dict:
+    """One DDS run (adapted or not); PSNR/SSIM of the clamped estimate, wall time, adaptation log."""
+    sigmas = geometric_sigmas(DDS_CPU["sigma_max"], DDS_CPU["sigma_min"], args.levels)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = init_state(prior, (1, 1), DDS_CPU["sigma_max"], generator=gen)
+    tta = None
+    if config["settings"] is not None:
+        settings = AdaptSettings(**config["settings"], steps=args.steps, first=args.first, every=args.every,
+                                 noise_sigma=args.ct_sigma if args.discrepancy and args.ct_sigma > 0 else None)
+        tta = TestTimeAdapter(prior, task.op, y, settings)
+    t0 = time.time()
+    out = dds(tta.prior if tta else prior, x, sigmas, operator=task.op, y=y, rho=DDS_CPU["rho"],
+              cg_iters=DDS_CPU["cg_iters"], eta=DDS_CPU["eta"], generator=gen, adapt=tta)
+    seconds = time.time() - t0
+    est = out.clamp(0, 1)
+    record = {"psnr": psnr(est, truth), "ssim": ssim(est[0, 0], truth[0, 0]), "seconds": round(seconds, 1),
+              "residual": float((task.op(out) - y).norm())}
+    if tta is not None:
+        h = tta.history
+        record.update(adapt_steps=len(h), loss_first=h[0].loss, loss_last=h[-1].loss, stopped=tta.stopped,
+                      trainable=tta.adapter.trainable_count())
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="checkpoints/chest128_patch.pt")
+    ap.add_argument("--task", default="ct20")
+    ap.add_argument("--slices", type=int, nargs="+", default=[90])
+    ap.add_argument("--configs", nargs="+", default=["none", "lora4:lora:4:1e-3"])
+    ap.add_argument("--levels", type=int, default=DDS_CPU["levels"])
+    ap.add_argument("--steps", type=int, default=10, help="Adam steps per adapted level")
+    ap.add_argument("--first", type=int, default=4)
+    ap.add_argument("--every", type=int, default=20)
+    ap.add_argument("--ct-sigma", type=float, default=0.0, help="Gaussian sinogram noise (CT tasks)")
+    ap.add_argument("--discrepancy", action="store_true", help="stop adapting at the noise level (needs --ct-sigma)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--out", type=Path, default=Path("results/tune_adaptation.jsonl"))
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    if any(not 0 <= s <= 99 for s in args.slices):
+        raise SystemExit("tune on training slices 0-99 only (test slices 110-132 are for the final table)")
+    if args.smoke:
+        args.levels, args.steps, args.first, args.every, args.size = 3, 1, 1, 2, 32
+    torch.set_num_threads(1)
+    prior = patch_prior_from(load_prior(args.checkpoint), (args.size, args.size),
+                             tile=16 if args.size < 48 else "auto")
+    task = make_task(args.task, args.size, ct_sigma=args.ct_sigma)
+    done = set()
+    if args.out.exists():
+        done = {(r["slice"], r["config"], r["key"]) for r in map(json.loads, args.out.read_text().splitlines())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for s in args.slices:
+        truth = torch.from_numpy(chest_ct_slices([s], args.size))[:, None]
+        y = task.measure(truth, seed=args.seed)
+        for text in args.configs:
+            config = parse_config(text)
+            key = json.dumps({"task": args.task, "levels": args.levels, "steps": args.steps, "first": args.first,
+                              "every": args.every, "ct_sigma": args.ct_sigma, "discrepancy": args.discrepancy,
+                              "seed": args.seed, "size": args.size, "settings": config["settings"]}, sort_keys=True)
+            if (s, config["name"], key) in done:
+                continue
+            record = {"slice": s, "config": config["name"], "key": key, **run_one(prior, task, truth, y, config, args)}
+            print(json.dumps({k: v for k, v in record.items() if k != "key"}), flush=True)
+            with args.out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,6 +30,8 @@ def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
         + (" (test slices 110-132 never used)" if "chest CT" in str(data.get("source")) else ""),
         f"* image size: {meta.get('image_shape')}; normalisation: {data.get('normalisation')}",
         f"* slab: {data.get('slab', 'no')}; extra position channels: {meta.get('extra_coords', 0)}",
+        *([f"* phantoms: {data.get('images')} images, seed {data.get('seed')}, generator `{data['generator']}`"]
+          if "generator" in data else []),
         "",
         "## Architecture",
         "",

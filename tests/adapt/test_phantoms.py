@@ -76,5 +76,6 @@ def test_train_cli_ellipses_source(tmp_path):
     meta = read_checkpoint(tmp_path / "r" / "state.pt")["meta"]
     assert meta["data"]["images"] == 6 and meta["data"]["generator"]["axes"] == list(EllipseSettings().axes)
     assert meta["run_options"]["ellipse_images"] == 6
+    assert "* phantoms: 6 images, seed 0, generator" in (tmp_path / "r" / "prior.md").read_text()
     rc, err = run_cli(["train", "--ellipse-images", "6", "--out", str(tmp_path / "s"), *tiny])
     assert rc == 2 and "--ellipse-images is for --data ellipses" in err

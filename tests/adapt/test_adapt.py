@@ -175,3 +175,34 @@ def test_dds_hook_adapts_at_the_scheduled_levels(net):
     assert sorted({s.level for s in tta.history}) == [0, 3] and len(tta.history) == 4
     with pytest.raises(PadisError, match="adapt.prior"):
         dds(base, x, sigmas, operator=op, y=y, adapt=tta)
+
+
+def peak_saved_bytes(run) -> int:
+    """Peak bytes of the tensors autograd keeps alive for backward while ``run()`` executes."""
+    import weakref
+
+    alive: list[tuple[weakref.ref, int]] = []
+    peak = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal peak
+        saved = t.detach()
+        alive[:] = [(r, n) for r, n in alive if r() is not None]
+        alive.append((weakref.ref(saved), saved.numel() * saved.element_size()))
+        peak = max(peak, sum(n for _, n in alive))
+        return saved
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return peak
+
+
+def test_streamed_gradient_holds_one_tile_batch_of_graph(net):
+    op, y, _ = problem()
+    base = PatchPrior(net, (N, N), TILE, max_batch=1)  # 9 batches of one tile
+    adapter = randomised(Adapter(net, "lora", rank=2).double())
+    prior_ = adapted_prior(base, adapter)
+    loss, x, params = SelfSupervisedLoss(op, y), state(prior_), list(adapter.parameters())
+    streamed = peak_saved_bytes(lambda: streamed_loss_grad(prior_, x, 0.3, loss, params, (1, 2)))
+    full = peak_saved_bytes(lambda: full_graph_loss_grad(prior_, x, 0.3, loss, params, (1, 2)))
+    assert streamed < full / 4, (streamed, full)

@@ -1,12 +1,14 @@
 """Sphinx directives that keep the site in step with the repository instead of copying it.
 
 ``.. readme-example:: HEADING``
-    The first fenced ``python`` block under the README heading ``HEADING``, shown verbatim as
+    The first fenced ``python`` block under the README heading that starts with ``HEADING``, shown verbatim as
     a code block, and run by ``sphinx-build -b doctest`` as a ``testcode`` block (group
     ``readme``). Options:
 
     ``:run-with:`` lines ``OLD => NEW``: text replaced in the *run* copy only (for a fast
     variant of a slow example); the page says which replacements were made.
+
+    ``:setup:`` Python run before the example (hidden; e.g. a temporary folder).
 
     ``:output:`` what the example prints (doctest ``+ELLIPSIS``: ``...`` matches any text).
 
@@ -37,14 +39,15 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 
 
 def readme_block(heading: str, language: str | None = None, readme: Path = README) -> tuple[str, str]:
-    """``(language, code)`` of the first fenced block under the Markdown heading ``heading``
-    (any level), optionally only a block of ``language``; ``LookupError`` if there is none."""
+    """``(language, code)`` of the first fenced block under the Markdown heading that starts
+    with ``heading`` (any level; it must be the only such heading), optionally only a block of
+    ``language``; ``LookupError`` if there is none."""
     lines = readme.read_text(encoding="utf-8").splitlines()
-    title = re.compile(r"^#+\s+" + re.escape(heading) + r"\s*$")
-    try:
-        start = next(i for i, line in enumerate(lines) if title.match(line))
-    except StopIteration:
-        raise LookupError(f"README.md has no heading {heading!r}") from None
+    title = re.compile(r"^#+\s+" + re.escape(heading) + r"(\W|$)")
+    found = [i for i, line in enumerate(lines) if title.match(line)]
+    if len(found) != 1:
+        raise LookupError(f"README.md has {len(found)} headings starting with {heading!r}, expected one")
+    start = found[0]
     level = len(lines[start]) - len(lines[start].lstrip("#"))
     i = start + 1
     while i < len(lines):
@@ -85,7 +88,8 @@ def _indent(text: str) -> list[str]:
 class ReadmeExample(Directive):
     required_arguments = 1
     final_argument_whitespace = True
-    option_spec = {"run-with": directives.unchanged, "check": directives.unchanged, "output": directives.unchanged}
+    option_spec = {"run-with": directives.unchanged, "check": directives.unchanged, "output": directives.unchanged,
+                   "setup": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         heading = self.arguments[0]
@@ -98,6 +102,8 @@ class ReadmeExample(Directive):
         if pairs:
             changes = "; ".join(f"``{old}`` → ``{new}``" for old, new in pairs)
             rst += [f"*The documentation's doctest runs this example with {changes}, to stay fast.*", ""]
+        if self.options.get("setup"):
+            rst += [".. testcode:: readme", "   :hide:", ""] + _indent(self.options["setup"]) + [""]
         rst += [".. testcode:: readme", "   :hide:", ""] + _indent(run_code) + [""]
         if self.options.get("output"):
             rst += [".. testoutput:: readme", "   :hide:", "   :options: +ELLIPSIS", ""] + _indent(self.options["output"]) + [""]

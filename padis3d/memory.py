@@ -1,5 +1,6 @@
 """Peak resident memory of this process or of a child, in MiB, from Linux's ``VmHWM`` (the
-high-water mark of a process's own address space, in ``/proc/PID/status``).
+high-water mark of a process's own address space, in ``/proc/PID/status``), its current
+``VmRSS``, and the peak of each stage of a run (:class:`StagePeaks`).
 
 Hand-written because neither the standard library nor psutil reports another process's peak:
 ``resource`` gives ``ru_maxrss``, which Linux inflates with the parent's address space as it
@@ -20,6 +21,58 @@ def vm_hwm_mb(pid: int | str = "self") -> float:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
         return 0.0
+
+
+def vm_rss_mb(pid: int | str = "self") -> float:
+    """``VmRSS`` (current resident memory) of process ``pid`` in MiB; 0 once it has exited (or off Linux)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def reset_peak() -> bool:
+    """Reset this process's ``VmHWM`` to its current resident memory (Linux ``clear_refs`` 5), so
+    that the next reading is the peak of what follows; False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class StagePeaks:
+    """Peak resident memory (MiB) of each stage of a run, from ``VmHWM`` reset between stages.
+
+    ``mark(name)`` closes the stage that ran since the previous mark (or since creation);
+    ``peak`` is the largest value over all stages so far (the run's peak, as ``VmHWM`` would
+    have given it without the resets). Where the reset is refused, stage peaks are cumulative."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._peak = vm_hwm_mb()
+        reset_peak()
+
+    def mark(self, name: str) -> float:
+        """Close stage ``name``: its peak in MiB (also kept in ``stages``)."""
+        hwm = vm_hwm_mb()
+        self.stages[name] = round(hwm, 1)
+        self._peak = max(self._peak, hwm)
+        reset_peak()
+        return hwm
+
+    @property
+    def peak(self) -> float:
+        """The run's peak resident memory so far, in MiB."""
+        return max(self._peak, vm_hwm_mb())
+
+
+def model_mb(module) -> float:
+    """Bytes of a torch module's parameters and buffers, in MiB (the model's share of memory)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
 def peak_rss_mb() -> float:

@@ -104,26 +104,56 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--scheduler", default=None, help="dask.distributed scheduler address (default: threads)")
 
 
-def _reference_image(args: argparse.Namespace) -> tuple[np.ndarray, str]:
-    from padis3d.io import load_training_images
+SQUARE_TASKS = ("ct", "ct-fan")  # ParallelBeam2D / FanBeam2D image a square field of view
+
+
+def reconstruction_shape(shape: tuple[int, int], size: int, task: str, factor: int = 1) -> tuple[int, int]:
+    """The 2D grid a ``(H, W)`` input is reconstructed on: ``size x size`` for a square input;
+    otherwise the aspect is kept, the longer side becomes ``size`` and the shorter one is rounded
+    (to a multiple of ``--factor`` for ``sr``). The CT tasks refuse non-square inputs (their
+    scanner geometry images a square field of view), as does a shorter side below MIN_SIDE."""
+    h, w = int(shape[0]), int(shape[1])
+    if h == w:
+        return size, size
+    if task in SQUARE_TASKS:
+        raise PadisError(f"the input is {h}x{w} pixels, not square: the {task} task's scanner geometry images a "
+                         f"square field of view; crop or pad the image to a square (deblur and sr reconstruct "
+                         f"non-square images at their own aspect)")
+    m = factor if task == "sr" else 1
+    scale = size / max(h, w)
+    out = tuple(max(m, int(round(n * scale / m)) * m) for n in (h, w))
+    if min(out) < MIN_SIDE:
+        raise PadisError(f"the {h}x{w} input resized to --size {size} on its longer side is {out[0]}x{out[1]}: both "
+                         f"sides need >= {MIN_SIDE} pixels (the SSIM window of the report); raise --size")
+    return out  # type: ignore[return-value]
+
+
+def _reference_image(args: argparse.Namespace):
+    """The reference slice (:class:`padis3d.io.reference.ReferenceSlice`) on its reconstruction grid."""
+    from padis3d.io.reference import ReferenceSlice, read_reference_slice
     from padis3d.io.sample_data import chest_ct_slices
 
-    if args.input == "chest-ct":
+    if args.input == "chest-ct":  # the bundled data set's [0, 1] slices; results stay in [0, 1]
+        from padis3d.io import HU_WINDOW
+
         k = 120 if args.slice is None else args.slice
-        return chest_ct_slices([k], args.size)[0], f"chest CT axial slice {k}"
-    images, info = load_training_images(args.input, size=args.size, axis=args.axis,
-                                        window=tuple(args.window) if args.window else None, same_size=True)
-    k = len(images) // 2 if args.slice is None else args.slice
-    if not 0 <= k < len(images):
-        raise PadisError(f"--slice {k} is outside 0..{len(images) - 1} of {args.input}")
-    if images.shape[1] != 1:
-        raise PadisError(f"{args.input} has {images.shape[1]} channels; the CT/grey-level tasks need one")
-    return images[k, 0], f"{args.input} slice {k}"
+        image = chest_ct_slices([k], args.size)[0]
+        return ReferenceSlice(image, f"chest CT axial slice {k}", "chest-ct", (512, 512),
+                              {"kind": "hu_window", "window": list(HU_WINDOW)}, None, None,
+                              (512 / args.size, 512 / args.size))
+    ref = read_reference_slice(args.input, args.slice, args.axis, tuple(args.window) if args.window else None)
+    return ref.resized(reconstruction_shape(ref.input_shape, args.size, args.task, args.factor))
 
 
-def build_operator(args: argparse.Namespace, size: int):
-    """The forward operator and its direct baseline for ``args.task``."""
+def build_operator(args: argparse.Namespace, shape: int | tuple[int, int]):
+    """The forward operator and its direct baseline for ``args.task`` on images of ``shape``
+    (an int: square); the CT tasks need a square shape."""
     from padis3d.operators import BlockAverage, Blur, FanBeam2D, NearestSample, ParallelBeam2D, uniform_kernel, upsample
+
+    shape = (shape, shape) if isinstance(shape, int) else (int(shape[0]), int(shape[1]))
+    size = shape[0]
+    if args.task in SQUARE_TASKS and shape[0] != shape[1]:
+        raise PadisError(f"the {args.task} task needs a square image, got {shape[0]}x{shape[1]}")
 
     if args.task in ("ct", "ct-fan"):
         if args.views < 1:
@@ -133,24 +163,29 @@ def build_operator(args: argparse.Namespace, size: int):
         op = (ParallelBeam2D if args.task == "ct" else FanBeam2D)(size, views=args.views, span=span)
         return op, lambda y: op.pinv(y).clamp(0, 1), "FBP-Hann" if args.task == "ct" else "CG least squares"
     if args.task == "deblur":
-        op = Blur((size, size), uniform_kernel(args.kernel))
+        op = Blur(shape, uniform_kernel(args.kernel))
         return op, lambda y: y.clamp(0, 1), "blurred"
     if args.factor < 1:
         raise PadisError(f"--factor must be >= 1, got {args.factor}")
-    if size % args.factor:
-        raise PadisError(f"--size {size} must be a multiple of --factor {args.factor}")
-    op = (BlockAverage if args.sr_mode == "average" else NearestSample)((size, size), args.factor)
+    if any(n % args.factor for n in shape):
+        raise PadisError(f"--size {max(shape)} must be a multiple of --factor {args.factor}")
+    op = (BlockAverage if args.sr_mode == "average" else NearestSample)(shape, args.factor)
     return op, lambda y: upsample(y, args.factor).clamp(0, 1), "bicubic"
 
 
-def _save_image(path: Path, image: np.ndarray, like: str) -> Path:
-    """Reconstruction in the input's format family: NIfTI -> .nii.gz, images -> .png, else .npy."""
+def _save_image(path: Path, image: np.ndarray, like: str, ref: Any = None) -> Path:
+    """Reconstruction in the input's format family: NIfTI -> .nii.gz, images -> .png, else .npy.
+    With ``ref`` (the :class:`padis3d.io.reference.ReferenceSlice` it was made from), values go
+    back to the input's units and a NIfTI gets the slice's affine on the reconstruction grid."""
+    if ref is not None and not (like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir()):
+        image = ref.to_units(image)
     if like.endswith((".nii", ".nii.gz")):
         import nibabel as nib
 
         path = path.with_suffix(".nii.gz")
+        affine = ref.affine if ref is not None and ref.affine is not None else np.eye(4)
         with atomic_path(path) as tmp:
-            nib.save(nib.Nifti1Image(image.astype(np.float32)[:, :, None], np.eye(4)), tmp)
+            nib.save(nib.Nifti1Image(image.astype(np.float32)[:, :, None], affine), tmp)
     elif like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir():
         from skimage.io import imsave
 
@@ -201,11 +236,15 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     settings: SamplerSettings = settings_from_args(args, args.sampler_option_default)  # --budget: the table
     check_run_options(args)
+    from padis3d.volume.pipeline import limit_heap_growth
+
+    limit_heap_growth()
     if args.size < MIN_SIDE:
         raise PadisError(f"--size must be >= {MIN_SIDE} pixels (the SSIM window of the report), got {args.size}")
-    truth, source = _reference_image(args)
-    size = truth.shape[-1]
-    op, baseline_fn, baseline_name = build_operator(args, size)
+    ref = _reference_image(args)
+    truth, source, shape = ref.image, ref.source, tuple(ref.image.shape)
+    op, baseline_fn, baseline_name = build_operator(args, shape)
+    print(ref.describe())
     if args.measured is not None:
         from padis3d.io import read_npy
 
@@ -218,27 +257,50 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         y = op(torch.from_numpy(truth)[None, None])
         if noise:
             y = gaussian_noise(y, noise, torch.Generator().manual_seed(args.seed + 1))
-    loaded, prior = _prior(args, (size, size))
+    import importlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401 - the figure's library belongs to the start-up overhead
+    # torch.autograd.grad (the samplers' data gradients) imports this (sympy, ~40 MiB) on first use
+    importlib.import_module("torch.fx.experimental.symbolic_shapes")
+    from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
+    from padis3d.volume.pipeline import release_free_memory
+
+    stages = StagePeaks()
+    loaded, prior = _prior(args, shape)  # with a budget, this measures the network's activations per tile
+    release_free_memory()
+    weights_mb = model_mb(loaded.model)
+    overhead_mb = vm_rss_mb() - weights_mb  # interpreter, libraries, the ready prior: before sampling
+    stages.mark("start")
     baseline = baseline_fn(y)
     t0 = time.perf_counter()
     with ProgressBar(settings.steps, f"{args.sampler} {args.task}", disable=args.no_progress) as bar:
         result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar)
     seconds = time.perf_counter() - t0
+    stages.mark("sample")
     result_np, baseline_np = result[0, 0].numpy(), baseline[0, 0].numpy()
     metrics = {name: {"psnr": psnr(img, truth), "ssim": ssim(img, truth)}
                for name, img in ((baseline_name, baseline_np), (args.sampler, result_np))}
     out = args.out
-    image_path = _save_image(out / "reconstruction", result_np, str(args.input))
+    image_path = _save_image(out / "reconstruction", result_np, str(args.input), ref)
     comparison_figure(out / "comparison.png", [(baseline_name, baseline_np), (f"{args.sampler} (PaDIS prior)"
                                                                             if args.sampler == "padis" else
                                                                             args.sampler, result_np)],
                       None if args.measured is not None else truth)
     report = {"input": source, "task": args.task, "measured": str(args.measured) if args.measured else None,
-              "operator": repr(op), "seed": args.seed, "settings": settings.to_dict(),
+              "operator": repr(op), "normalisation": ref.report(), "seed": args.seed,
+              "settings": settings.to_dict(),
               "evaluations": settings.evaluations,
               "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "seconds": seconds,
               "metrics" + (" (vs --input)" if args.measured is not None else ""): metrics,
               "versions": library_versions(), "outputs": [image_path.name, "comparison.png"]}
+    stages.mark("metrics_and_outputs")
+    report["memory"] = {"budget_mb": args.memory_budget_mb, "peak_rss_mb": stages.peak, "overhead_mb": overhead_mb,
+                        "model_mb": weights_mb, "stage_peaks_mb": stages.stages,
+                        "allowance_mb": (args.memory_budget_mb + weights_mb + overhead_mb) * 1.1
+                        if args.memory_budget_mb else None}
     write_json(out / "report.json", report)
     for name, m in metrics.items():
         print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")

@@ -36,7 +36,7 @@ import zarr
 
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
-from padis3d.memory import peak_rss_mb
+from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
 from padis3d.cli.options import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
 CGLS_ITERS = 20  # the cone-beam baseline: least squares by CG on the normal equations, from zero
 
@@ -107,6 +107,16 @@ def panels(path: Path, volumes: list[tuple[str, tuple[np.ndarray, np.ndarray, np
     save_figure(fig, path, dpi=90)
 
 
+def preload_libraries() -> None:
+    """Import what the later stages import lazily (skimage's resize, matplotlib for the panels),
+    so that the start-up memory (``report.json``'s ``memory.overhead_mb``) includes them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import skimage.transform  # noqa: F401
+
+
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d import load_prior
     from padis3d.priors.checkpoint import library_versions
@@ -128,16 +138,19 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     limit_heap_growth()
     if args.threads:
         torch.set_num_threads(args.threads)
+    preload_libraries()  # their memory belongs to the fixed overhead measured below, not to a stage
+    stages = StagePeaks()
     t_start = time.perf_counter()
     source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
     budget = memory_budget_bytes(args)
     nz_all, h, w = source.shape
-    lo, hi = _window(args, source, plan_rows(budget, 8 * h * w, args.band))
     z0, z1 = args.slices if args.slices else (0, nz_all)
     if not 0 <= z0 < z1 <= nz_all:
         raise PadisError(f"--slices {z0} {z1} is outside 0..{nz_all} of {source.source}")
-    if h != w:
-        raise PadisError(f"slices of {source.source} are {h}x{w}; square slices are needed")
+    if h != w:  # the volume tasks resize to --size x --size and the parallel beam needs a square slice
+        raise PadisError(f"slices of {source.source} are {h}x{w} (y x x): the volume tasks need square slices; "
+                         f"crop or pad them to a square first")
+    lo, hi = _window(args, source, plan_rows(budget, 8 * h * w, args.band))
     if args.size < 1 or args.band < 1:
         raise PadisError(f"--size and --band must be >= 1, got {args.size} and {args.band}")
     size, zoom = args.size, h / args.size
@@ -181,8 +194,9 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
             "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
             "write": plan_rows(budget, 16 * size * size, band, band)}
     # everything that can be checked without the data fails here, before any file is written
-    prior = volume_prior_from(load_prior(args.checkpoint, device=resolve_device(args.device)), shape, tile,
-                              max_batch=args.max_batch)
+    loaded = load_prior(args.checkpoint, device=resolve_device(args.device))
+    prior = volume_prior_from(loaded, shape, tile, max_batch=args.max_batch)
+    weights_mb = model_mb(loaded.model)
     tweedie = args.task == "denoise" and args.denoiser == "tweedie"
     if tweedie and not noise > 0:
         raise PadisError(f"--denoiser tweedie denoises at the noise level: give --noise > 0, got {noise}")
@@ -192,7 +206,11 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     method = "tweedie" if tweedie else "dds"
     if tweedie:  # the noisy volume is the state at σ = noise: one denoiser pass, no data step
         settings = replace(settings, sigma_max=noise, sigma_min=noise / 2, steps=1, cg_iters=0, init="measurements")
-    check_volume_budget(prior, settings)
+    check_volume_budget(prior, settings)  # measures the network's activations per tile (cached)
+    release_free_memory()  # that measurement's freed buffers
+    # the fixed overhead: interpreter, libraries, allocator and the ready prior, before any band work
+    overhead_mb = vm_rss_mb() - weights_mb
+    stages.mark("start")
     work = Path(args.work_dir or args.out / "work")
     fresh_work = not work.exists()
     try:
@@ -204,6 +222,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         if fresh_work:
             shutil.rmtree(work, ignore_errors=True)
         raise
+    stages.mark("prepare")
+    release_free_memory()  # each stage hands its freed band buffers back before the next one
     scheduler = None
     if args.scheduler:
         from distributed import Client  # optional: pip install distributed
@@ -228,17 +248,22 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
             bar(info)
         run.run(result, callback=level_done)
     seconds = time.perf_counter() - t0
+    stages.mark("sample")
     t1 = time.perf_counter()
     # the reconstruction is read clipped to the prior's range (the intensity window)
     metrics = {baseline_name: volume_metrics_banded(baseline, prep.truth, rows["metrics"]),
                method: volume_metrics_banded(result, prep.truth, rows["metrics"])}
     t2 = time.perf_counter()
+    stages.mark("metrics")
     image_path = write_volume_bands(args.out / "reconstruction", source, shape,
                                     lambda a, b: np.clip(result[a:b], 0, 1) * (hi - lo) + lo, rows["write"],
-                                    zoom_yx=zoom)
+                                    zoom_yx=zoom, z_offset=z0)
+    stages.mark("write")
     panels(args.out / "panels.png", [(name, centre_planes(arr, rows["write"])) for name, arr in
                                      (("truth", prep.truth), (baseline_name, baseline), (method, result))])
     t3 = time.perf_counter()
+    stages.mark("panels")
+    allowance = ((args.memory_budget_mb or 0) + weights_mb + overhead_mb) * 1.1
     write_json(args.out / "report.json", {
         "input": str(source.source), "task": args.task, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
@@ -248,9 +273,12 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
                           "(volume_metrics_banded: equal to volume_metrics up to float rounding)",
         "timings_s": {"prepare": prep.seconds, "sample": seconds, "metrics": t2 - t1, "write_and_panels": t3 - t2,
                       "total": time.perf_counter() - t_start},
-        "memory": {"budget_mb": args.memory_budget_mb, "band_rows": rows, "peak_rss_mb": peak_rss_mb()},
+        "memory": {"budget_mb": args.memory_budget_mb, "band_rows": rows, "peak_rss_mb": stages.peak,
+                   "overhead_mb": overhead_mb, "model_mb": weights_mb,
+                   "allowance_mb": allowance if args.memory_budget_mb else None, "stage_peaks_mb": stages.stages},
         "versions": library_versions(), "outputs": [image_path.name, "panels.png"]})
     for name, m in metrics.items():
         print(f"{name:>10}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))
-    print(f"{seconds:.1f} s sampling; peak memory {peak_rss_mb():.0f} MiB; wrote {args.out}/")
+    print(f"{seconds:.1f} s sampling; peak memory {stages.peak:.0f} MiB (start-up {overhead_mb:.0f} + model "
+          f"{weights_mb:.1f} MiB); wrote {args.out}/")
     return 0

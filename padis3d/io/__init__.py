@@ -11,7 +11,7 @@ from padis3d.errors import PadisError
 from padis3d.io.dicom import read_dicom
 from padis3d.io.images import IMAGE_SUFFIXES, read_image_folder, read_npy
 from padis3d.io.nifti import nifti_slices, read_nifti
-from padis3d.io.normalize import HU_WINDOW, hu_window, min_max, require_finite, require_nonempty
+from padis3d.io.normalize import HU_WINDOW, hu_window, min_max, min_max_range, require_finite, require_nonempty
 from padis3d.io.zarr_io import read_zarr, zarr_slices
 
 __all__ = ["load_training_images", "read_nifti", "nifti_slices", "read_zarr", "zarr_slices", "read_dicom",
@@ -49,11 +49,18 @@ def detect_format(path: str | Path) -> str:
 
 def _resize(stack: np.ndarray, size: int | None) -> np.ndarray:
     """``(n, C, H, W)`` -> ``(n, C, size, size)`` with anti-aliasing (no-op for ``size=None``)."""
-    if size is None or stack.shape[-2:] == (size, size):
+    if size is None:
+        return stack
+    return _resize_to(stack, (size, size))
+
+
+def _resize_to(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(n, C, H, W)`` -> ``(n, C, *shape)``: anti-aliased bilinear (skimage), pixel centres aligned."""
+    if stack.shape[-2:] == tuple(shape):
         return stack
     from skimage.transform import resize
 
-    return resize(stack, stack.shape[:2] + (size, size), anti_aliasing=True, preserve_range=True,
+    return resize(stack, stack.shape[:2] + tuple(shape), anti_aliasing=True, preserve_range=True,
                   order=1).astype(np.float32)
 
 
@@ -64,7 +71,8 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
 
     Volumes are sliced along ``axis`` (default: 2 for NIfTI, whose third axis is usually axial;
     0 otherwise, i.e. a ``(n, H, W)`` stack). Normalisation: ``window`` (HU) if given; DICOM CT defaults
-    to the HU window [-1000, 1000]; otherwise min-max over each volume or each image file. NaN or
+    to the HU window [-1000, 1000]; otherwise min-max over each volume (its ``[min, max]`` is the
+    info's ``normalisation["range"]``, so the map can be inverted) or each image file. NaN or
     infinite values are an error whatever the normalisation. A folder of images of different sizes is
     resized to ``size``, unless ``same_size`` (the folder is one series, as ``padis3d reconstruct``
     reads it), which makes mixed sizes an error.
@@ -101,7 +109,9 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
         if window:
             vol, kind = hu_window(vol, window, str(path)), {"kind": "hu_window", "window": list(window)}
         else:
-            vol, kind = min_max(vol, str(path)), {"kind": "min_max_per_volume"}
+            lo, hi = min_max_range(vol, str(path))
+            vol, kind = (np.asarray(vol, np.float32) - lo) / (hi - lo), {"kind": "min_max_per_volume",
+                                                                         "range": [lo, hi]}
         out = _resize(np.ascontiguousarray(vol)[:, None], size)
     out = np.clip(out, 0.0, 1.0).astype(np.float32)
     return out, {"source": str(path), "format": fmt, "axis": axis, "slices": list(range(out.shape[0])),

@@ -61,3 +61,46 @@ def nifti_slices(path: str | Path, axis: int = 2, indices: list[int] | None = No
         key[axis] = i
         out.append(np.asarray(vol[tuple(key)], dtype=np.float32))
     return np.stack(out)
+
+
+def resampled_affine(affine: np.ndarray, offset: tuple[float, float, float] = (0, 0, 0),
+                     zoom: tuple[float, float, float] = (1, 1, 1)) -> np.ndarray:
+    """The affine of a grid cut from (and resampled on) the voxel grid of ``affine``.
+
+    New voxel ``n`` (per axis) sits at old voxel coordinate ``offset + (n + 0.5) * zoom - 0.5``:
+    ``offset`` is the first old voxel kept (``--slices a b`` gives ``a`` along z) and ``zoom``
+    the old voxels per new voxel, with pixel centres aligned as ``skimage.transform.resize``
+    places them (the first new voxel's centre is the centre of the first ``zoom`` old ones).
+    Every output writer goes through this, so that an output voxel lands at the world position
+    of the input voxels it was computed from."""
+    a = np.asarray(affine, dtype=np.float64).copy()
+    zoom_v, offset_v = np.asarray(zoom, dtype=np.float64), np.asarray(offset, dtype=np.float64)
+    a[:3, 3] = a[:3, 3] + a[:3, :3] @ (offset_v + (zoom_v - 1) / 2)
+    a[:3, :3] = a[:3, :3] * zoom_v[None, :]
+    return a
+
+
+def nifti_affine(path: str | Path) -> tuple[np.ndarray, int]:
+    """The voxel-to-world affine of a NIfTI file and its number of dimensions (header only)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(Path(path))
+        return np.asarray(img.affine, dtype=np.float64), len(img.shape)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
+        raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); check the file") from exc
+
+
+def slice_affine(affine: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """The affine of slice ``index`` along voxel ``axis`` of a 3D NIfTI, written as a
+    ``(rows, cols, 1)`` image whose rows and columns are the two other voxel axes in order (as
+    :func:`nifti_slices` returns the slice): its third voxel axis is ``axis`` itself, so the
+    image keeps its slice thickness and lands at the slice's world position."""
+    if not 0 <= axis < 3:
+        raise PadisError(f"slice axis {axis} must be 0, 1 or 2")
+    rows, cols = (a for a in range(3) if a != axis)
+    a = np.asarray(affine, dtype=np.float64)
+    permuted = np.eye(4)
+    permuted[:3, :3] = a[:3, [rows, cols, axis]]
+    permuted[:3, 3] = a[:3, 3]
+    return resampled_affine(permuted, (0, 0, index), (1, 1, 1))

@@ -33,11 +33,19 @@ def hu_window(x: np.ndarray, window: tuple[float, float] = HU_WINDOW, name: str 
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
-def min_max(x: np.ndarray, name: str = "image") -> np.ndarray:
-    """Linear map of ``x``'s range to [0, 1] (float32); a constant or non-finite input is an error."""
+def min_max_range(x: np.ndarray, name: str = "image") -> tuple[float, float]:
+    """``(min, max)`` of ``x``, the range :func:`min_max` maps to [0, 1]; a constant or
+    non-finite input is an error."""
     x = np.asarray(x, dtype=np.float32)
     require_finite(x, name)
     lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
         raise PadisError(f"{name} is constant (all values {lo}): it carries no training signal; remove it")
+    return lo, hi
+
+
+def min_max(x: np.ndarray, name: str = "image") -> np.ndarray:
+    """Linear map of ``x``'s range to [0, 1] (float32); a constant or non-finite input is an error."""
+    x = np.asarray(x, dtype=np.float32)
+    lo, hi = min_max_range(x, name)
     return (x - lo) / (hi - lo)

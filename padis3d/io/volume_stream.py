@@ -163,15 +163,17 @@ def open_volume(path: str | Path) -> VolumeSource:
 
 
 # -- writing ------------------------------------------------------------------------------------
-def nifti_header_like(like: VolumeSource, shape_zyx: tuple[int, int, int], zoom_yx: float = 1.0) -> Any:
-    """The float32 NIfTI header nibabel would write for a ``(z, y, x)`` volume shaped like
-    ``like`` but resized in-plane by ``zoom_yx`` (affine: voxel axes scaled, origin moved to the
-    centre of the first new voxel; zooms scaled)."""
+def nifti_header_like(like: VolumeSource, shape_zyx: tuple[int, int, int], zoom_yx: float = 1.0,
+                      z_offset: int = 0) -> Any:
+    """The float32 NIfTI header nibabel would write for a ``(z, y, x)`` volume cut from ``like``
+    at its axial slice ``z_offset`` (``--slices z_offset ...``) and resized in-plane by ``zoom_yx``
+    input voxels per output voxel (affine from :func:`padis3d.io.nifti.resampled_affine`: voxel
+    axes scaled, origin moved to the centre of the first output voxel; zooms scaled)."""
     import nibabel as nib
 
-    affine = like.affine.copy()
-    affine[:3, 3] += affine[:3, :2] @ np.full(2, (zoom_yx - 1) / 2)
-    affine[:3, :2] *= zoom_yx
+    from padis3d.io.nifti import resampled_affine
+
+    affine = resampled_affine(like.affine, (0, 0, z_offset), (zoom_yx, zoom_yx, 1))
     header = like.header.copy()
     header.set_data_dtype(np.float32)
     # A zero-stride stand-in: the image only reads the shape and dtype of its data here.
@@ -189,15 +191,17 @@ def nifti_header_like(like: VolumeSource, shape_zyx: tuple[int, int, int], zoom_
 
 
 def write_volume_bands(path: str | Path, like: VolumeSource, shape_zyx: tuple[int, int, int], band: Reader,
-                       rows: int, zoom_yx: float = 1.0) -> Path:
+                       rows: int, zoom_yx: float = 1.0, z_offset: int = 0) -> Path:
     """Write the ``(z, y, x)`` volume whose slices ``[z0, z1)`` are ``band(z0, z1)`` atomically,
     ``rows`` slices at a time, in ``like``'s format family: NIfTI (``.nii.gz`` if ``like`` was
-    compressed, else ``.nii``) with its affine and header, otherwise ``.npy``. Returns the path."""
+    compressed, else ``.nii``) with its header and its affine moved to the output's grid (first
+    slice ``z_offset`` of ``like``, ``zoom_yx`` input voxels per output voxel in-plane), otherwise
+    ``.npy``. Returns the path."""
     path = Path(path)
     nz = shape_zyx[0]
     if like.kind == "nifti":
         path = path.with_name(path.name.split(".")[0] + (".nii.gz" if like.compressed else ".nii"))
-        hdr = nifti_header_like(like, shape_zyx, zoom_yx)
+        hdr = nifti_header_like(like, shape_zyx, zoom_yx, z_offset)
         dtype = hdr.get_data_dtype()
         with atomic_path(path) as tmp:
             with (gzip.open(tmp, "wb", compresslevel=1) if like.compressed else open(tmp, "wb")) as f:

@@ -169,7 +169,7 @@ def test_dicom_without_rescale_tags_policy(tmp_path):
     values, units = read_dicom(mr, with_units=True)
     assert units == "raw" and np.array_equal(values[0], pixels.astype(np.float32))
     images, info = load_training_images(mr, size=None)
-    assert info["normalisation"] == {"kind": "min_max_per_volume"}
+    assert info["normalisation"] == {"kind": "min_max_per_volume", "range": [0.0, float(pixels.max())]}
     np.testing.assert_allclose(images[0, 0], pixels / pixels.max(), atol=1e-6)
     ct = dicom_slice(tmp_path / "ct.dcm", pixels, "CT", rescale=(2, -1024))
     values, units = read_dicom(ct, with_units=True)

@@ -10,6 +10,10 @@ lines; a configuration already there is skipped, so an interrupted run resumes).
     nice -n 15 .venv/bin/python recipes/tune_adaptation.py --slices 90 \\
         --configs none lora4:lora:4:1e-3 lora4-lr1e-4:lora:4:1e-4 norm:norm:0:1e-3 all:all:0:1e-4
 
+``--ellipses N`` adds N random-ellipse phantoms (held out from the ellipse training set): out
+of distribution for the chest prior, and allowed for tuning (issue 15: tune on training slices
+or ellipses, never on the test slices).
+
 ``--smoke``: 3 levels, 1 adaptation step, a 32² image (checks the wiring in seconds).
 """
 
@@ -74,11 +78,35 @@ def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, arg
     return record
 
 
+def run_key(text: str, args: argparse.Namespace) -> tuple[dict, str]:
+    """The parsed configuration and the key of everything a result depends on (resume)."""
+    config = parse_config(text)
+    key = json.dumps({"task": args.task, "levels": args.levels, "steps": args.steps, "first": args.first,
+                      "every": args.every, "ct_sigma": args.ct_sigma, "discrepancy": args.discrepancy,
+                      "seed": args.seed, "size": args.size, "settings": config["settings"]}, sort_keys=True)
+    return config, key
+
+
+def report_table(path: Path) -> str:
+    """The results in ``path`` as a Markdown table (one row per run, in file order)."""
+    rows = ["| image | config | task | noise σ | discrepancy stop | seed | PSNR dB | SSIM | adapt steps | "
+            "stopped | seconds |", "|" + "---|" * 11]
+    for r in map(json.loads, path.read_text().splitlines()):
+        k = json.loads(r["key"])
+        rows.append(f"| {r['slice']} | {r['config']} | {k['task']} | {k['ct_sigma']:g} | "
+                    f"{'yes' if k['discrepancy'] else 'no'} | {k['seed']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                    f"{r.get('adapt_steps', 0)} | {r.get('stopped') or '-'} | {r['seconds']:.0f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="checkpoints/chest128_patch.pt")
     ap.add_argument("--task", default="ct20")
-    ap.add_argument("--slices", type=int, nargs="+", default=[90])
+    ap.add_argument("--slices", type=int, nargs="*", default=[90])
+    ap.add_argument("--ellipses", type=int, default=0,
+                    help="also run on this many random-ellipse phantoms (seed 1, held out from --data ellipses' "
+                         "seed-0 training set): out of distribution for the chest prior, allowed for tuning")
     ap.add_argument("--configs", nargs="+", default=["none", "lora4:lora:4:1e-3"])
     ap.add_argument("--levels", type=int, default=DDS_CPU["levels"])
     ap.add_argument("--steps", type=int, default=10, help="Adam steps per adapted level")
@@ -90,33 +118,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--out", type=Path, default=Path("results/tune_adaptation.jsonl"))
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--report", action="store_true", help="print --out as a Markdown table and exit")
     args = ap.parse_args(argv)
+    if args.report:
+        print(report_table(args.out))
+        return 0
     if any(not 0 <= s <= 99 for s in args.slices):
         raise SystemExit("tune on training slices 0-99 only (test slices 110-132 are for the final table)")
     if args.smoke:
         args.levels, args.steps, args.first, args.every, args.size = 3, 1, 1, 2, 32
     torch.set_num_threads(1)
-    prior = patch_prior_from(load_prior(args.checkpoint), (args.size, args.size),
-                             tile=16 if args.size < 48 else "auto")
-    task = make_task(args.task, args.size, ct_sigma=args.ct_sigma)
     done = set()
     if args.out.exists():
         done = {(r["slice"], r["config"], r["key"]) for r in map(json.loads, args.out.read_text().splitlines())}
+    names: list[int | str] = [*args.slices, *(f"ellipse{i}" for i in range(args.ellipses))]
+    pending = [(name, config, key) for name in names for config, key in map(lambda t: run_key(t, args), args.configs)
+               if (name, config["name"], key) not in done]
+    if not pending:
+        return 0
+    prior = patch_prior_from(load_prior(args.checkpoint), (args.size, args.size),
+                             tile=16 if args.size < 48 else "auto")
+    task = make_task(args.task, args.size, ct_sigma=args.ct_sigma)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for s in args.slices:
-        truth = torch.from_numpy(chest_ct_slices([s], args.size))[:, None]
-        y = task.measure(truth, seed=args.seed)
-        for text in args.configs:
-            config = parse_config(text)
-            key = json.dumps({"task": args.task, "levels": args.levels, "steps": args.steps, "first": args.first,
-                              "every": args.every, "ct_sigma": args.ct_sigma, "discrepancy": args.discrepancy,
-                              "seed": args.seed, "size": args.size, "settings": config["settings"]}, sort_keys=True)
-            if (s, config["name"], key) in done:
-                continue
-            record = {"slice": s, "config": config["name"], "key": key, **run_one(prior, task, truth, y, config, args)}
-            print(json.dumps({k: v for k, v in record.items() if k != "key"}), flush=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    phantoms = None
+    if args.ellipses:
+        from padis3d.training.phantoms import random_ellipses
+        phantoms = torch.from_numpy(random_ellipses(args.ellipses, args.size, seed=1))[:, None]
+    images: dict[int | str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name, config, key in pending:
+        if name not in images:
+            truth = (phantoms[int(name[7:])][None] if isinstance(name, str)
+                     else torch.from_numpy(chest_ct_slices([name], args.size))[:, None])
+            images = {name: (truth, task.measure(truth, seed=args.seed))}
+        truth, y = images[name]
+        record = {"slice": name, "config": config["name"], "key": key, **run_one(prior, task, truth, y, config, args)}
+        print(json.dumps({k: v for k, v in record.items() if k != "key"}), flush=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
     return 0
 
 

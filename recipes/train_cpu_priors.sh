@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped checkpoints in checkpoints/ (CPU, 1 thread each).
-# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|cube|subset N|ellipses|paper-gpu [extra args, e.g. --resume]
+# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|cube|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
 # Every run is resumable: re-run the same line with --resume (continues RUNS/<name>/state.pt,
 # or pass --resume checkpoints/<name>.pt to continue from the shipped weights only).
 # --steps is the total target; --hours bounds one session. Each run writes the shippable prior
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 RUNS=${RUNS:-/root/padis3d-runs}
 HOURS=${HOURS:-2.0}
-what=${1:?patch|whole|slab|cube|subset N|ellipses|paper-gpu}; shift
+what=${1:?patch|whole|slab|cube|subset N|ellipses|ellipses-whole|paper-gpu}; shift
 common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
 case "$what" in
   patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
@@ -32,6 +32,9 @@ case "$what" in
   ellipses)  # issue 15: the patch prior on 1000 random-ellipse phantoms of 128^2 (no CT at all), 1.6 CPU hours
     exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --data ellipses --budget-hours 1.6 \
       --checkpoint-minutes 5 --out "$RUNS/ellipse128_patch" --export checkpoints/ellipse128_patch.pt "$@" ;;
+  ellipses-whole)  # issue 15: the whole-image comparator on the same phantoms with the same CPU budget
+    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode whole --batch 2 --data ellipses --budget-hours 1.6 \
+      --checkpoint-minutes 5 --out "$RUNS/ellipse128_whole" --export checkpoints/ellipse128_whole.pt "$@" ;;
   paper-gpu)  # the paper's configuration: 256^2, P in 16/32/56 (p = .2/.3/.5), ~59M parameters
     exec "$PY" -m padis3d.cli.train --preset paper-gpu --device cuda --threads 4 --steps 200000 \
       --checkpoint-minutes 30 --out "$RUNS/chest256_paper" "$@" ;;

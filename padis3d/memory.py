@@ -1,6 +1,6 @@
 """Peak resident memory of this process or of a child, in MiB, from Linux's ``VmHWM`` (the
 high-water mark of a process's own address space, in ``/proc/PID/status``), its current
-``VmRSS``, and the peak of each stage of a run (:class:`StagePeaks`).
+``VmRSS``, and the peak so far at the end of each stage of a run (:class:`StagePeaks`).
 
 Hand-written because neither the standard library nor psutil reports another process's peak:
 ``resource`` gives ``ru_maxrss``, which Linux inflates with the parent's address space as it
@@ -32,41 +32,27 @@ def vm_rss_mb(pid: int | str = "self") -> float:
         return 0.0
 
 
-def reset_peak() -> bool:
-    """Reset this process's ``VmHWM`` to its current resident memory (Linux ``clear_refs`` 5), so
-    that the next reading is the peak of what follows; False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class StagePeaks:
-    """Peak resident memory (MiB) of each stage of a run, from ``VmHWM`` reset between stages.
+    """Peak resident memory (``VmHWM``, MiB) at the end of each stage of a run.
 
-    ``mark(name)`` closes the stage that ran since the previous mark (or since creation);
-    ``peak`` is the largest value over all stages so far (the run's peak, as ``VmHWM`` would
-    have given it without the resets). Where the reset is refused, stage peaks are cumulative."""
+    ``mark(name)`` records the high-water mark when stage ``name`` ends: the values rise
+    stage by stage, and the first stage that reaches the run's peak is the one that set it.
+    The mark is never reset (``/proc/self/clear_refs`` could, but that also resets what
+    ``getrusage``, ``/usr/bin/time`` and a parent's ``wait4`` report as the peak)."""
 
     def __init__(self) -> None:
         self.stages: dict[str, float] = {}
-        self._peak = vm_hwm_mb()
-        reset_peak()
 
     def mark(self, name: str) -> float:
-        """Close stage ``name``: its peak in MiB (also kept in ``stages``)."""
-        hwm = vm_hwm_mb()
+        """Close stage ``name``: the peak so far in MiB (also kept in ``stages``)."""
+        hwm = peak_rss_mb()
         self.stages[name] = round(hwm, 1)
-        self._peak = max(self._peak, hwm)
-        reset_peak()
         return hwm
 
     @property
     def peak(self) -> float:
         """The run's peak resident memory so far, in MiB."""
-        return max(self._peak, vm_hwm_mb())
+        return peak_rss_mb()
 
 
 def model_mb(module) -> float:

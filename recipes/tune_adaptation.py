@@ -62,6 +62,7 @@ def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, arg
     tta = None
     if config["settings"] is not None:
         settings = AdaptSettings(**config["settings"], steps=args.steps, first=args.first, every=args.every,
+                                 levels=tuple(args.adapt_levels) if args.adapt_levels else None,
                                  noise_sigma=args.ct_sigma if args.discrepancy and args.ct_sigma > 0 else None)
         tta = TestTimeAdapter(prior, task.op, y, settings)
     t0 = time.time()
@@ -83,18 +84,29 @@ def run_key(text: str, args: argparse.Namespace) -> tuple[dict, str]:
     config = parse_config(text)
     key = json.dumps({"task": args.task, "levels": args.levels, "steps": args.steps, "first": args.first,
                       "every": args.every, "ct_sigma": args.ct_sigma, "discrepancy": args.discrepancy,
-                      "seed": args.seed, "size": args.size, "settings": config["settings"]}, sort_keys=True)
+                      "seed": args.seed, "size": args.size, "settings": config["settings"],
+                      **({"adapt_levels": args.adapt_levels} if args.adapt_levels else {})}, sort_keys=True)
     return config, key
+
+
+def levels_text(key: dict) -> str:
+    """Which levels adapted, as the table shows it."""
+    if key["settings"] is None:
+        return "-"
+    if key.get("adapt_levels"):
+        return ",".join(map(str, key["adapt_levels"]))
+    return f"first {key['first']} + every {key['every']}"
 
 
 def report_table(path: Path) -> str:
     """The results in ``path`` as a Markdown table (one row per run, in file order)."""
-    rows = ["| image | config | task | noise σ | discrepancy stop | seed | PSNR dB | SSIM | adapt steps | "
-            "stopped | seconds |", "|" + "---|" * 11]
+    rows = ["| image | config | task | noise σ | discrepancy stop | seed | adapted levels | PSNR dB | SSIM | "
+            "adapt steps | stopped | seconds |", "|" + "---|" * 12]
     for r in map(json.loads, path.read_text().splitlines()):
         k = json.loads(r["key"])
         rows.append(f"| {r['slice']} | {r['config']} | {k['task']} | {k['ct_sigma']:g} | "
-                    f"{'yes' if k['discrepancy'] else 'no'} | {k['seed']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                    f"{'yes' if k['discrepancy'] else 'no'} | {k['seed']} | {levels_text(k)} | "
+                    f"{r['psnr']:.2f} | {r['ssim']:.4f} | "
                     f"{r.get('adapt_steps', 0)} | {r.get('stopped') or '-'} | {r['seconds']:.0f} |")
     return "\n".join(rows)
 
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="Adam steps per adapted level")
     ap.add_argument("--first", type=int, default=4)
     ap.add_argument("--every", type=int, default=20)
+    ap.add_argument("--adapt-levels", type=int, nargs="+", default=None,
+                    help="adapt at these level indices instead of --first/--every")
     ap.add_argument("--ct-sigma", type=float, default=0.0, help="Gaussian sinogram noise (CT tasks)")
     ap.add_argument("--discrepancy", action="store_true", help="stop adapting at the noise level (needs --ct-sigma)")
     ap.add_argument("--seed", type=int, default=0)

@@ -52,7 +52,8 @@ def run_parsed(args: argparse.Namespace, argv: list[str]) -> int:
     fresh: list[Path] = []
     try:
         plan: OutputPlan | None = args.outputs(args) if hasattr(args, "outputs") else None
-        fresh = [f for f in (plan.folders if plan else []) if not f.exists()]
+        made = [*plan.folders, *{Path(p).parent for p in plan.extra}] if plan else []
+        fresh = [f for f in made if not f.exists()]  # created by the checks: removed again if left empty
         with claim_outputs(plan, lock=is_rank_zero()) if plan else contextlib.nullcontext():
             return args.run(args)
     except (PadisError, TilingError, FileNotFoundError) as exc:

@@ -98,3 +98,20 @@ def test_two_dds_levels_by_hand(problem):
     d = x / (1 + 0.5 ** 2)                                    # level 1 (the last): no re-noising
     want = textbook_cg(a, m.T @ y + rho * d, d, cg)
     assert np.allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_algorithm_1_adds_no_noise_at_the_last_level():
+    """With one level (the last) and a deterministic prior, Algorithm 1 draws no noise: two
+    generators give the same result (the paper's "no noise at the last level")."""
+    from padis3d.solvers.padis import padis_dps
+    from tests.solvers.gaussian_case import prior as gaussian_prior
+    from tests.solvers.gaussian_case import problem as gaussian_problem
+
+    op, y, _, _ = gaussian_problem(0.01)
+    x = torch.zeros((1, 1, 8, 8), dtype=torch.float64)
+    runs = [padis_dps(gaussian_prior(), x, torch.tensor([0.05]), operator=op, y=y, inner=3,
+                      generator=torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+    assert torch.equal(runs[0], runs[1])
+    two_levels = [padis_dps(gaussian_prior(), x, torch.tensor([0.2, 0.05]), operator=op, y=y, inner=3,
+                            generator=torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+    assert not torch.equal(*two_levels)  # the earlier level does draw noise

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 
 from padis3d.atomic import atomic_path, save_figure, write_json
-from padis3d.cli.options import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
+from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, PROBABILITY, SEED, check_run_options,
+                                 check_tile_fits,
+                                 device_option, float_range, int_range, memory_budget_bytes, nonempty_text,
+                                 nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
+                                 tile_option)
+from padis3d.cli.outputs import OutputPlan, file_inputs
 from padis3d.errors import PadisError
 
 VOLUME_TASKS = ("ct3d-parallel", "ct3d-cone", "denoise")
@@ -26,13 +31,13 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
 
     d = SamplerSettings()
     a = p.add_argument
-    a("--checkpoint", default="checkpoints/chest128_patch.pt", help="prior file (default: %(default)s)")
-    a("--tile", default="auto", help="patch size at inference: an int, 'auto' (largest trained) or 'whole'")
+    a("--checkpoint", type=nonempty_text, default="checkpoints/chest128_patch.pt", help="prior file (default: %(default)s)")
+    a("--tile", type=tile_option, default="auto", help="patch size at inference: an int, 'auto' (largest trained) or 'whole'")
     a("--sampler", choices=sampler_choices, default=default_sampler)
-    a("--steps", type=int, default=d.steps, help="noise levels (default: %(default)s)")
-    a("--inner", type=int, default=d.inner, help="iterations per level for padis/langevin (default: %(default)s)")
-    a("--sigma-max", type=float, default=d.sigma_max)
-    a("--sigma-min", type=float, default=d.sigma_min)
+    a("--steps", type=COUNT, default=d.steps, help="noise levels (default: %(default)s)")
+    a("--inner", type=int_range(1, 10_000), default=d.inner, help="iterations per level for padis/langevin (default: %(default)s)")
+    a("--sigma-max", type=positive_float(1e4), default=d.sigma_max)
+    a("--sigma-min", type=positive_float(1e4), default=d.sigma_min)
     a("--schedule", choices=("geometric", "karras"), default=d.schedule)
     a("--budget", choices=("cpu", "paper", "custom"), default="cpu",
       help="reconstruct: 'cpu' (200 evaluations) or 'paper' (the paper's 1000) takes every sampler setting from "
@@ -41,14 +46,14 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     a("--step-rule", choices=("misfit", "norm", "paper"), default=d.step_rule,
       help="padis data step: gradient of ½||A D - y||² with weight step_size/||A||² (misfit), or the "
       "ζ-rules norm / paper capped there (default: %(default)s)")
-    a("--step-size", type=float, default=d.step_size, help="padis data-step cap c/||A||², stable for c < 2")
+    a("--step-size", type=positive_float(1e3), default=d.step_size, help="padis data-step cap c/||A||², stable for c < 2")
     p.set_defaults(sampler_option_default=p.get_default)  # lets --budget tell given options from defaults
-    a("--seed", type=int, default=0)
-    a("--device", default="cpu", help="where the network runs: cpu, cuda, cuda:N or auto")
-    a("--max-batch", type=int, default=None, help="tiles per network call (bounded memory)")
-    a("--memory-budget-mb", type=float, default=None, help="bytes of tiles in flight, in MiB")
-    a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    a("--out", type=Path, required=True, help="output folder")
+    a("--seed", type=SEED, default=0)
+    a("--device", type=device_option, default="cpu", help="where the network runs: cpu, cuda, cuda:N or auto")
+    a("--max-batch", type=COUNT, default=None, help="tiles per network call (bounded memory)")
+    a("--memory-budget-mb", type=positive_float(MAX_BUDGET_MB), default=None, help="bytes of tiles in flight, in MiB")
+    a("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads (default: torch's choice)")
+    a("--out", type=path_option, required=True, help="output folder")
     a("--no-progress", action="store_true")
 
 
@@ -61,6 +66,7 @@ def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
     device = resolve_device(args.device)
     loaded = load_prior(args.checkpoint, device=device)
     tile: Any = parse_tile(args.tile)
+    check_tile_fits(tile, image_shape)
     return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=args.max_batch,
                                     memory_budget=memory_budget_bytes(args))
 
@@ -72,36 +78,38 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--task", choices=TASKS, default="ct", help="2D: ct, ct-fan, deblur, sr; volumes (out of core, "
       "resumable): ct3d-parallel (sparse view or limited angle via --views/--span-deg), ct3d-cone (astra "
       "CUDA only; the data step holds the volume in memory), denoise")
-    a("--input", default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
+    a("--input", type=nonempty_text, default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
       "NIfTI, DICOM, PNG/JPEG folder or file, .npy")
-    a("--slice", type=int, default=None, help="slice of a volume (default: 120 of the chest CT, else the middle)")
-    a("--axis", type=int, default=None, help="slice axis of a volume file")
-    a("--window", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="HU window for CT files")
-    a("--size", type=int, default=128, help="image side after resizing (default: %(default)s)")
-    a("--measured", type=Path, default=None, help=".npy measurements (sinogram / blurred / low-res image) "
+    a("--slice", type=NONNEG_COUNT, default=None, help="slice of a volume (default: 120 of the chest CT, else the middle)")
+    a("--axis", type=int_range(0, 3), default=None, help="slice axis of a volume file")
+    a("--window", type=float_range(-1e9, 1e9), nargs=2, default=None, metavar=("LO", "HI"), help="HU window for CT files")
+    a("--size", type=int_range(MIN_SIDE, 16384), default=128, help="image side after resizing (default: %(default)s)")
+    a("--measured", type=path_option, default=None, help=".npy measurements (sinogram / blurred / low-res image) "
       "instead of simulating them from --input, which is then only the reference")
-    a("--views", type=int, default=20, help="CT views (default: %(default)s)")
-    a("--span-deg", type=float, default=None, help="CT angular span in degrees (default 180; fan and cone 360)")
-    a("--noise", type=float, default=None, help="Gaussian noise std on the measurements "
+    a("--views", type=int_range(1, 100_000), default=20, help="CT views (default: %(default)s)")
+    a("--span-deg", type=float_range(0.0, 720.0, lo_open=True), default=None, help="CT angular span in degrees (default 180; fan and cone 360)")
+    a("--noise", type=nonneg_float(1e6), default=None, help="Gaussian noise std on the measurements "
       "(default: 0 for CT, 0.01 for deblur/sr)")
-    a("--kernel", type=int, default=9, help="uniform blur kernel size (default: %(default)s)")
-    a("--factor", type=int, default=4, help="super-resolution factor (default: %(default)s)")
+    a("--kernel", type=int_range(1, 16384), default=9, help="uniform blur kernel size (default: %(default)s)")
+    a("--factor", type=int_range(1, 1024), default=4, help="super-resolution factor (default: %(default)s)")
     a("--sr-mode", choices=("average", "nearest"), default="average")
-    a("--zeta", type=float, default=0.1, help="PaDIS data step ζ (default: %(default)s)")
-    a("--epsilon", type=float, default=0.5, help="Langevin step α = ε σ² (default: %(default)s)")
+    a("--zeta", type=nonneg_float(), default=0.1, help="PaDIS data step ζ (default: %(default)s)")
+    a("--epsilon", type=positive_float(1e6), default=0.5, help="Langevin step α = ε σ² (default: %(default)s)")
     a("--init", choices=("noise", "baseline"), default="noise")
-    a("--eta", type=float, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
-    a("--rho", type=float, default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
-    a("--cg-iters", type=int, default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
+    a("--eta", type=PROBABILITY, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
+    a("--rho", type=nonneg_float(), default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
+    a("--cg-iters", type=int_range(0, 100_000), default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
-    v.add_argument("--slices", type=int, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
+    v.add_argument("--slices", type=NONNEG_COUNT, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
     v.add_argument("--denoiser", choices=("tweedie", "dds"), default="tweedie",
                    help="denoise: the prior's posterior mean at the noise level, one network pass (default), "
                         "or DDS sampling from noise (--steps, --sigma-max, --rho, --cg-iters)")
-    v.add_argument("--band", type=int, default=16, help="slices per chunk of work and zarr chunk (default 16)")
-    v.add_argument("--work-dir", type=Path, default=None, help="state buffers for resuming (default OUT/work); "
+    v.add_argument("--band", type=COUNT, default=16, help="slices per chunk of work and zarr chunk (default 16)")
+    v.add_argument("--work-dir", type=path_option, default=None, help="state buffers for resuming (default OUT/work); "
                    "rerunning the same command continues from the last finished step")
-    v.add_argument("--scheduler", default=None, help="dask.distributed scheduler address (default: threads)")
+    v.add_argument("--restart", action="store_true", help="discard the work folder's progress of a run with "
+                   "other settings or input (without it such a folder is refused, so no finished work is lost)")
+    v.add_argument("--scheduler", type=scheduler_address, default=None, help="dask.distributed scheduler address (default: threads)")
 
 
 SQUARE_TASKS = ("ct", "ct-fan")  # ParallelBeam2D / FanBeam2D image a square field of view
@@ -173,20 +181,30 @@ def build_operator(args: argparse.Namespace, shape: int | tuple[int, int]):
     return op, lambda y: upsample(y, args.factor).clamp(0, 1), "bicubic"
 
 
-def _save_image(path: Path, image: np.ndarray, like: str, ref: Any = None) -> Path:
-    """Reconstruction in the input's format family: NIfTI -> .nii.gz, images -> .png, else .npy.
-    With ``ref`` (the :class:`padis3d.io.reference.ReferenceSlice` it was made from), values go
-    back to the input's units and a NIfTI gets the slice's affine on the reconstruction grid."""
-    if ref is not None and not (like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir()):
-        image = ref.to_units(image)
+def image_suffix(like: str) -> str:
+    """The suffix of a 2D result in the input's format family: NIfTI -> .nii.gz, images -> .png, else .npy."""
     if like.endswith((".nii", ".nii.gz")):
+        return ".nii.gz"
+    if like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir():
+        return ".png"
+    return ".npy"
+
+
+def _save_image(path: Path, image: np.ndarray, like: str, ref: Any = None) -> Path:
+    """Reconstruction in the input's format family (:func:`image_suffix`). With ``ref`` (the
+    :class:`padis3d.io.reference.ReferenceSlice` it was made from), values go back to the input's
+    units and a NIfTI gets the slice's affine on the reconstruction grid (else the identity)."""
+    suffix = image_suffix(like)
+    if ref is not None and suffix != ".png":
+        image = ref.to_units(image)
+    if suffix == ".nii.gz":
         import nibabel as nib
 
         path = path.with_suffix(".nii.gz")
         affine = ref.affine if ref is not None and ref.affine is not None else np.eye(4)
         with atomic_path(path) as tmp:
             nib.save(nib.Nifti1Image(image.astype(np.float32)[:, :, None], affine), tmp)
-    elif like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir():
+    elif suffix == ".png":
         from skimage.io import imsave
 
         path = path.with_suffix(".png")
@@ -220,6 +238,17 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
         ax.set_axis_off()
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
+
+
+def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
+    """What ``padis3d reconstruct`` writes and reads (claimed before any work by :mod:`padis3d.cli.outputs`)."""
+    inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured)
+    if args.task in VOLUME_TASKS:
+        from padis3d.cli.volume import volume_outputs
+
+        return volume_outputs(args, inputs)
+    return OutputPlan(args.out, [f"reconstruction{image_suffix(str(args.input))}", "comparison.png", "report.json"],
+                      inputs=inputs)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -312,8 +341,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     add_sampler_arguments(p, ["heun", "ddim", "langevin", "pc"], "langevin")
     p.set_defaults(sigma_max=10.0, sigma_min=0.005)
-    p.add_argument("--size", type=int, nargs="+", default=[128], help="image size (one or two ints)")
-    p.add_argument("--count", type=int, default=4, help="images to generate (default: %(default)s)")
+    p.add_argument("--size", type=int_range(1, 16384), nargs="+", default=[128], help="image size (one or two ints)")
+    p.add_argument("--count", type=int_range(1, 10_000), default=4, help="images to generate (default: %(default)s)")
+
+
+def sample_outputs(args: argparse.Namespace) -> OutputPlan:
+    """What ``padis3d sample`` writes and reads."""
+    return OutputPlan(args.out, [f"sample_{i:03d}.png" for i in range(args.count)],
+                      inputs=file_inputs(args.checkpoint))
 
 
 def run_sample(args: argparse.Namespace) -> int:

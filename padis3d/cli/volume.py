@@ -35,9 +35,10 @@ import torch
 import zarr
 
 from padis3d.atomic import save_figure, write_json
+from padis3d.cli.outputs import OutputPlan
 from padis3d.errors import PadisError
 from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
-from padis3d.cli.options import MIN_SIDE, check_run_options, memory_budget_bytes, parse_tile
+from padis3d.cli.options import MIN_SIDE, check_run_options, check_tile_fits, memory_budget_bytes, parse_tile
 CGLS_ITERS = 20  # the cone-beam baseline: least squares by CG on the normal equations, from zero
 
 
@@ -107,6 +108,18 @@ def panels(path: Path, volumes: list[tuple[str, tuple[np.ndarray, np.ndarray, np
     save_figure(fig, path, dpi=90)
 
 
+def volume_outputs(args: argparse.Namespace, inputs: list) -> OutputPlan:
+    """What a volume task writes (the reconstruction in the input's format, panels, report, the
+    work folder) and reads; the input is opened (its header only) to name the reconstruction."""
+    from padis3d.io.sample_data import chest_ct_path
+    from padis3d.io.volume_stream import open_volume, volume_suffix
+
+    source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
+    work = Path(args.work_dir) if args.work_dir else None
+    return OutputPlan(args.out, [f"reconstruction{volume_suffix(source)}", "panels.png", "report.json",
+                                 *([] if work else ["work/"])], inputs=inputs, work=work)
+
+
 def preload_libraries() -> None:
     """Import what the later stages import lazily (skimage's resize, matplotlib for the panels),
     so that the start-up memory (``report.json``'s ``memory.overhead_mb``) includes them."""
@@ -127,7 +140,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d.priors.factory import volume_prior_from
     from padis3d.solvers.reconstruct import ProgressBar
     from padis3d.io.sample_data import chest_ct_path
-    from padis3d.volume.runner import VolumeRun, VolumeSettings, check_volume_budget
+    from padis3d.volume.runner import VolumeRun, VolumeSettings, check_resumable, check_volume_budget
     from padis3d.volume.pipeline import (centre_planes, limit_heap_growth, plan_rows, prep_bytes_per_row,
                                          prepare_volume, release_free_memory, source_identity)
 
@@ -189,7 +202,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
             return y.clamp(0, 1)
         baseline_name = "noisy" if cone is None else f"CGLS-{CGLS_ITERS}"
     noise = args.noise if args.noise is not None else (0.05 if args.task == "denoise" else 0.0)
-    band = args.band
+    check_tile_fits(tile, shape)
+    band = min(args.band, shape[0])  # a band of the whole volume is the most there is
     rows = {"prepare": plan_rows(budget, prep_bytes_per_row((h, w), size, tuple(op.out_shape)), band, band),
             "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
             "write": plan_rows(budget, 16 * size * size, band, band)}
@@ -212,6 +226,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     overhead_mb = vm_rss_mb() - weights_mb
     stages.mark("start")
     work = Path(args.work_dir or args.out / "work")
+    if not args.restart:  # before the preparation rewrites the work folder's arrays
+        check_resumable(work, settings)
     fresh_work = not work.exists()
     try:
         with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
@@ -230,11 +246,11 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
 
         scheduler = Client(args.scheduler)
     if cone is None:
-        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=prep.key)
+        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=prep.key, restart=args.restart)
         baseline = prep.baseline
     else:
         y, baseline = cone_measurements(cone, prep.truth[...], noise, args.seed)
-        run = VolumeRun(prior, cone, y, work, settings, scheduler=scheduler, separable=False,
+        run = VolumeRun(prior, cone, y, work, settings, scheduler=scheduler, separable=False, restart=args.restart,
                         tag=f"{prep.key} views {args.views} span {args.span_deg} noise {noise}")
     result = zarr.create_array(store=Path(work) / "reconstruction.zarr", shape=shape, chunks=(band, size, size),
                                dtype="f4", overwrite=True)

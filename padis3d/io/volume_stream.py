@@ -190,6 +190,13 @@ def nifti_header_like(like: VolumeSource, shape_zyx: tuple[int, int, int], zoom_
     return hdr
 
 
+def volume_suffix(like: VolumeSource) -> str:
+    """The suffix of a volume written like ``like`` (:func:`write_volume_bands`)."""
+    if like.kind == "nifti":
+        return ".nii.gz" if like.compressed else ".nii"
+    return ".npy"
+
+
 def write_volume_bands(path: str | Path, like: VolumeSource, shape_zyx: tuple[int, int, int], band: Reader,
                        rows: int, zoom_yx: float = 1.0, z_offset: int = 0) -> Path:
     """Write the ``(z, y, x)`` volume whose slices ``[z0, z1)`` are ``band(z0, z1)`` atomically,
@@ -200,7 +207,7 @@ def write_volume_bands(path: str | Path, like: VolumeSource, shape_zyx: tuple[in
     path = Path(path)
     nz = shape_zyx[0]
     if like.kind == "nifti":
-        path = path.with_name(path.name.split(".")[0] + (".nii.gz" if like.compressed else ".nii"))
+        path = path.with_name(path.name.split(".")[0] + volume_suffix(like))
         hdr = nifti_header_like(like, shape_zyx, zoom_yx, z_offset)
         dtype = hdr.get_data_dtype()
         with atomic_path(path) as tmp:
@@ -210,7 +217,7 @@ def write_volume_bands(path: str | Path, like: VolumeSource, shape_zyx: tuple[in
                 for z0 in range(0, nz, rows):
                     f.write(_checked(band, z0, min(z0 + rows, nz), shape_zyx).astype(dtype, copy=False).tobytes())
         return path
-    path = path.with_suffix(".npy")
+    path = path.with_suffix(volume_suffix(like))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
                                                  "fortran_order": False, "shape": tuple(shape_zyx)})

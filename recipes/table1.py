@@ -46,7 +46,7 @@ def evaluate(method: str, task, x: torch.Tensor, y: torch.Tensor, args, priors: 
         return admm_tv(task.op, y, tv_weight(task.name, x.shape[-1]), max_iter=task.tv_iters,
                        step_ratio=task.tv_step_ratio)
     settings = SamplerSettings(steps=args.steps, inner=args.inner, sigma_max=args.sigma_max,
-                               sigma_min=args.sigma_min, zeta=zeta, init=args.init, seed=args.seed)
+                               sigma_min=args.sigma_min, step_rule="norm", zeta=zeta, init=args.init, seed=args.seed)
     return reconstruct(priors[method], task.op, y, settings, baseline=task.baseline(y))
 
 

@@ -100,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``padis3d ARGV``: exit 0 on success, 2 on bad input (one line), 130 on Ctrl-C."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_parsed(build_parser().parse_args(argv), argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's one-line error (2) or --help / --version (0)
+        return int(exc.code or 0)
+    return run_parsed(args, argv)
 
 
 if __name__ == "__main__":

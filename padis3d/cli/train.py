@@ -286,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="padis3d train", description=__doc__.splitlines()[0])
     add_train_arguments(parser)
     parser.set_defaults(command="train", run=run_train, outputs=train_outputs)
-    return run_parsed(parser.parse_args(argv), ["train", *argv])
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's one-line error (2) or --help (0)
+        return int(exc.code or 0)
+    return run_parsed(args, ["train", *argv])
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_interrupt_leaves_no_output(files, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--steps", "0"], "steps and inner must be >= 1"),
+    (["--steps", "0"], "argument --steps: must be an integer in 1.."),  # refused at parse time
     (["--device", "cuda"], "CUDA is not available"),
     (["--sigma-min", "5"], "sigma_min < sigma_max"),
     (["--tile", "9"], "multiples of 2"),

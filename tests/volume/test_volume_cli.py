@@ -91,7 +91,9 @@ def test_cone_beam_task_runs_the_whole_volume_data_step(files, volume, tmp_path,
     report = json.loads((out / "report.json").read_text())
     assert made[0][0] == (12, 16, 16) and made[0][1] == 12 and made[0][2] == pytest.approx(2 * np.pi)
     assert report["task"] == "ct3d-cone" and set(report["metrics"]) == {"CGLS-20", "dds"}
-    assert report["metrics"]["CGLS-20"]["psnr_axial"] > 20  # 12 views over 360° of a 16² phantom
+    # 12 views over 360° of a 16² phantom; the per-plane means are +inf (JSON null) when an all-air plane
+    # comes back exact, so the whole-volume PSNR is the check
+    assert report["metrics"]["CGLS-20"]["psnr_volume"] > 20
     result = nib.load(out / "reconstruction.nii.gz")
     assert result.shape == nib.load(volume).shape
     first = np.asarray(result.dataobj)

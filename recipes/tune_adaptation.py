@@ -63,6 +63,7 @@ def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, arg
     if config["settings"] is not None:
         settings = AdaptSettings(**config["settings"], steps=args.steps, first=args.first, every=args.every,
                                  levels=tuple(args.adapt_levels) if args.adapt_levels else None,
+                                 max_sigma=args.max_sigma,
                                  noise_sigma=args.ct_sigma if args.discrepancy and args.ct_sigma > 0 else None)
         tta = TestTimeAdapter(prior, task.op, y, settings)
     t0 = time.time()
@@ -85,7 +86,8 @@ def run_key(text: str, args: argparse.Namespace) -> tuple[dict, str]:
     key = json.dumps({"task": args.task, "levels": args.levels, "steps": args.steps, "first": args.first,
                       "every": args.every, "ct_sigma": args.ct_sigma, "discrepancy": args.discrepancy,
                       "seed": args.seed, "size": args.size, "settings": config["settings"],
-                      **({"adapt_levels": args.adapt_levels} if args.adapt_levels else {})}, sort_keys=True)
+                      **({"adapt_levels": args.adapt_levels} if args.adapt_levels else {}),
+                      **({"max_sigma": args.max_sigma} if args.max_sigma else {})}, sort_keys=True)
     return config, key
 
 
@@ -95,7 +97,8 @@ def levels_text(key: dict) -> str:
         return "-"
     if key.get("adapt_levels"):
         return ",".join(map(str, key["adapt_levels"]))
-    return f"first {key['first']} + every {key['every']}"
+    rule = f"first {key['first']} + every {key['every']}"
+    return rule + (f", σ <= {key['max_sigma']:g}" if key.get("max_sigma") else "")
 
 
 def report_table(path: Path) -> str:
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--adapt-levels", type=int, nargs="+", default=None,
                     help="adapt at these level indices instead of --first/--every")
+    ap.add_argument("--max-sigma", type=float, default=None, help="adapt only at levels with σ at most this")
     ap.add_argument("--ct-sigma", type=float, default=0.0, help="Gaussian sinogram noise (CT tasks)")
     ap.add_argument("--discrepancy", action="store_true", help="stop adapting at the noise level (needs --ct-sigma)")
     ap.add_argument("--seed", type=int, default=0)

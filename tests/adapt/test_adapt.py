@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from padis3d.adapt import (AdaptSettings, Adapter, TestTimeAdapter, adapted_prior, full_graph_loss_grad,
-                           load_adapter, parameter_vjp, save_adapter, streamed_loss_grad)
+                           levels_adapted, load_adapter, parameter_vjp, save_adapter, streamed_loss_grad)
 from padis3d.adapt.loss import SelfSupervisedLoss
 from padis3d.errors import PadisError
 from padis3d.operators.base import LinearOperator
@@ -175,6 +175,9 @@ def test_dds_hook_adapts_at_the_scheduled_levels(net):
     assert sorted({s.level for s in tta.history}) == [0, 3] and len(tta.history) == 4
     with pytest.raises(PadisError, match="adapt.prior"):
         dds(base, x, sigmas, operator=op, y=y, adapt=tta)
+    late = make_tta(net, base, op, y, steps=1, first=1, every=3, max_sigma=0.25)
+    dds(late.prior, x, sigmas, operator=op, y=y, adapt=late)
+    assert [s.level for s in late.history] == [3] == levels_adapted(late.settings, sigmas)
 
 
 def peak_saved_bytes(run) -> int:

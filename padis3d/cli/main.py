@@ -12,8 +12,20 @@ from padis3d.cli.runner import run_parsed
 from padis3d.cli.options import SEED, OneLineParser, int_range, nonempty_text, path_option
 
 Command = Callable[[argparse.Namespace], int]
-test_slice = int_range(110, 132)
-"""argparse type of the demo's ``--slices``: the chest CT's held-out test slices."""
+
+
+def test_slice(text: str) -> int:
+    """argparse type of the demo's ``--slices``: one of the chest CT's held-out test slices."""
+    from padis3d.io.sample_data import TEST_SLICES
+
+    value = int_range(0, 10**6)(text)
+    if value not in TEST_SLICES:
+        raise argparse.ArgumentTypeError(f"slice {value}: not held-out test slices "
+                                         f"({TEST_SLICES[0]}..{TEST_SLICES[-1]})")
+    return value
+
+
+test_slice.numeric = True  # type: ignore[attr-defined]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

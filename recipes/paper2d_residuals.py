@@ -33,8 +33,8 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = np.load(args.out.parent / f"{args.out.name}_reconstructions.npz")
     x = torch.from_numpy(chest_ct_slices([args.slice], args.size))[:, None]
-    lines = [f"Slice {args.slice}: PSNR dB / data residual ||A x - y|| (same measurements as paper2d.py); "
-             "the newest cached image of each row.", "", "| row | task | PSNR | residual | ||y|| |", "|---" * 5 + "|"]
+    lines = [f"Slice {args.slice}: PSNR dB / data residual ‖A x - y‖ (same measurements as paper2d.py); "
+             "the newest cached image of each row.", "", "| row | task | PSNR | residual ‖A x - y‖ | ‖y‖ |", "|---" * 5 + "|"]
     for task_name in ("ct20", "ct8", "deblur", "sr4"):
         task = make_task(task_name, args.size)
         y = task.measure(x, seed=args.slice)

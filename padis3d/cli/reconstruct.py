@@ -240,6 +240,32 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
     save_figure(fig, path, dpi=100)
 
 
+# -- sampler settings from the options (the defaults table, padis3d/solvers/defaults.py) ------
+CLI_FIELDS = ("steps", "inner", "sigma_max", "sigma_min", "schedule", "step_rule", "step_size", "zeta", "epsilon",
+              "eta", "rho", "cg_iters", "init")
+
+
+def cli_task(task: str, views: int | None = None) -> str:
+    """The table's task for a ``padis3d reconstruct --task`` (CT: ``ct8`` up to 8 views, else ``ct20``)."""
+    if task in ("ct", "ct-fan"):
+        return "ct8" if views is not None and views <= 8 else "ct20"
+    return {"deblur": "deblur", "sr": "sr4"}.get(task, task)
+
+
+def settings_from_args(args: Any, default: Any) -> Any:
+    """SamplerSettings for ``padis3d reconstruct``: with ``--budget cpu|paper`` the table's settings
+    for the task, overridden by every sampler option whose value differs from its parser default
+    (``default(name)``); with ``--budget custom`` the options as given."""
+    from padis3d.solvers.reconstruct import SamplerSettings
+
+    values = {f: getattr(args, f) for f in CLI_FIELDS if getattr(args, f, None) is not None}
+    if args.budget == "custom":
+        return SamplerSettings(sampler=args.sampler, seed=args.seed, **values)
+    given = {f: v for f, v in values.items() if v != default(f)}
+    return SamplerSettings.for_task(cli_task(args.task, getattr(args, "views", None)), args.sampler, args.budget,
+                                    seed=args.seed, **given)
+
+
 def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     """What ``padis3d reconstruct`` writes and reads (claimed before any work by :mod:`padis3d.cli.outputs`)."""
     inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured)
@@ -261,7 +287,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from padis3d.operators import gaussian_noise
     from padis3d.solvers.reconstruct import ProgressBar, SamplerSettings, reconstruct
 
-    from padis3d.solvers.defaults import settings_from_args
 
     settings: SamplerSettings = settings_from_args(args, args.sampler_option_default)  # --budget: the table
     check_run_options(args)

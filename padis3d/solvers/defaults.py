@@ -54,28 +54,3 @@ def default_fields(task: str, sampler: str, budget: str = "cpu") -> dict[str, An
         raise PadisError(f"no defaults for sampler {sampler!r}; choose one of {sorted(family) + ['dds']}")
     return {"sampler": sampler, "budget": budget, **BUDGETS[budget], **LOW_SIGMA, "sigma_max": SIGMA_MAX[task],
             **family[sampler]}
-
-
-CLI_FIELDS = ("steps", "inner", "sigma_max", "sigma_min", "schedule", "step_rule", "step_size", "zeta", "epsilon",
-              "eta", "rho", "cg_iters", "init")
-
-
-def cli_task(task: str, views: int | None = None) -> str:
-    """The table's task for a ``padis3d reconstruct --task`` (CT: ``ct8`` up to 8 views, else ``ct20``)."""
-    if task in ("ct", "ct-fan"):
-        return "ct8" if views is not None and views <= 8 else "ct20"
-    return {"deblur": "deblur", "sr": "sr4"}.get(task, task)
-
-
-def settings_from_args(args: Any, default: Any) -> Any:
-    """SamplerSettings for ``padis3d reconstruct``: with ``--budget cpu|paper`` the table's settings
-    for the task, overridden by every sampler option whose value differs from its parser default
-    (``default(name)``); with ``--budget custom`` the options as given."""
-    from padis3d.solvers.reconstruct import SamplerSettings
-
-    values = {f: getattr(args, f) for f in CLI_FIELDS if getattr(args, f, None) is not None}
-    if args.budget == "custom":
-        return SamplerSettings(sampler=args.sampler, seed=args.seed, **values)
-    given = {f: v for f, v in values.items() if v != default(f)}
-    return SamplerSettings.for_task(cli_task(args.task, getattr(args, "views", None)), args.sampler, args.budget,
-                                    seed=args.seed, **given)

@@ -164,8 +164,6 @@ def build_operator(args: argparse.Namespace, shape: int | tuple[int, int]):
         raise PadisError(f"the {args.task} task needs a square image, got {shape[0]}x{shape[1]}")
 
     if args.task in ("ct", "ct-fan"):
-        if args.views < 1:
-            raise PadisError(f"--views must be >= 1, got {args.views}")
         span = math.radians(args.span_deg) if args.span_deg is not None else \
             (math.pi if args.task == "ct" else 2 * math.pi)
         op = (ParallelBeam2D if args.task == "ct" else FanBeam2D)(size, views=args.views, span=span)
@@ -173,8 +171,6 @@ def build_operator(args: argparse.Namespace, shape: int | tuple[int, int]):
     if args.task == "deblur":
         op = Blur(shape, uniform_kernel(args.kernel))
         return op, lambda y: y.clamp(0, 1), "blurred"
-    if args.factor < 1:
-        raise PadisError(f"--factor must be >= 1, got {args.factor}")
     if any(n % args.factor for n in shape):
         raise PadisError(f"--size {max(shape)} must be a multiple of --factor {args.factor}")
     op = (BlockAverage if args.sr_mode == "average" else NearestSample)(shape, args.factor)
@@ -293,8 +289,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from padis3d.volume.pipeline import limit_heap_growth
 
     limit_heap_growth()
-    if args.size < MIN_SIDE:
-        raise PadisError(f"--size must be >= {MIN_SIDE} pixels (the SSIM window of the report), got {args.size}")
     ref = _reference_image(args)
     truth, source, shape = ref.image, ref.source, tuple(ref.image.shape)
     op, baseline_fn, baseline_name = build_operator(args, shape)
@@ -381,8 +375,8 @@ def run_sample(args: argparse.Namespace) -> int:
     from padis3d.solvers.reconstruct import ProgressBar
 
     shape = tuple(args.size * 2 if len(args.size) == 1 else args.size)
-    if len(shape) != 2 or min(shape) < 1 or args.count < 1:
-        raise PadisError(f"--size must be one or two positive ints and --count >= 1, got {args.size}, {args.count}")
+    if len(shape) != 2:  # ranges are checked by the parser; the count of values is not
+        raise PadisError(f"--size must be one or two ints, got {args.size}")
     if not 0 < args.sigma_min < args.sigma_max < math.inf:
         raise PadisError(f"need 0 < --sigma-min < --sigma-max < inf, got {args.sigma_min}, {args.sigma_max}")
     _, prior = _prior(args, shape)

@@ -164,8 +164,6 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         raise PadisError(f"slices of {source.source} are {h}x{w} (y x x): the volume tasks need square slices; "
                          f"crop or pad them to a square first")
     lo, hi = _window(args, source, plan_rows(budget, 8 * h * w, args.band))
-    if args.size < 1 or args.band < 1:
-        raise PadisError(f"--size and --band must be >= 1, got {args.size} and {args.band}")
     size, zoom = args.size, h / args.size
     shape = (z1 - z0, size, size)
     if min(shape) < MIN_SIDE:  # the metrics' SSIM window; fail before the run, not after it
@@ -175,8 +173,6 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     if args.task == "ct3d-cone":  # fails here, before any file, without astra CUDA or within budget
         from padis3d.volume.runner import whole_volume_bytes
 
-        if args.views < 1:
-            raise PadisError(f"--views must be >= 1, got {args.views}")
         cone = cone_operator(shape, args.views, math.radians(args.span_deg) if args.span_deg is not None
                              else 2 * math.pi)
         need = whole_volume_bytes(shape, tuple(cone.out_shape))

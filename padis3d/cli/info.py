@@ -1,4 +1,5 @@
-"""What ``padis3d info`` reports: library versions, CUDA and astra-CUDA, default data."""
+"""What ``padis3d info`` reports: library versions, CUDA and astra-CUDA, the precision ``auto`` picks
+and why, default data."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def environment_report() -> dict[str, str]:
         report["cuda (astra)"] = "yes" if astra.use_cuda() else "no (2D CPU projectors only)"
     except ImportError as exc:
         report["cuda (astra)"] = f"astra not importable: {exc}"
+    from padis3d.precision import auto_precision
+
+    for device in ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]:
+        chosen, why = auto_precision(device)
+        report[f"precision auto ({device})"] = f"{chosen}: {why}"
     try:
         report["default data"] = str(chest_ct_path())
     except FileNotFoundError as exc:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 
 from padis3d.cli.outputs import OutputPlan, file_inputs
 from padis3d.cli.runner import run_parsed
-from padis3d.cli.options import SEED, OneLineParser, int_range, nonempty_text, path_option
+from padis3d.cli.options import (PRECISION_HELP, SEED, OneLineParser, int_range, nonempty_text, path_option,
+                                 precision_option)
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -49,6 +50,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from padis3d.cli.demo import DemoConfig, format_table, run_demo
 
     cfg = DemoConfig.for_sampler(args.sampler, slices=tuple(args.slices), task=args.task, seed=args.seed,
+                                 precision=args.precision,
                                  **({"checkpoint": args.checkpoint} if args.checkpoint else {}))
     cfg = cfg.smoke() if args.smoke else cfg
     evals = cfg.evaluations
@@ -57,6 +59,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           "A short version of recipes/paper2d.py (all 23 test slices, more tasks and ablations).", flush=True)
     report = run_demo(args.out, cfg, progress=not args.no_progress)
     print(format_table(report))
+    print(f"network precision: {report['precision']} (--precision {cfg.precision})")
     print(f"wrote {args.out}/demo.png and demo.json")
     return 0
 
@@ -97,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=("dds", "padis"), default="dds",
                    help="dds: CG data step, 100 evaluations (default); padis: the paper's Algorithm 1, 200")
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--precision", type=precision_option, default="auto", help=PRECISION_HELP)
     p.add_argument("--smoke", action="store_true", help="seconds, not minutes: 1 slice, 2 sampler steps (for tests)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_cmd_demo, outputs=lambda a: OutputPlan(a.out, ["demo.png", "demo.json"],

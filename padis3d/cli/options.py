@@ -109,6 +109,21 @@ def device_option(text: str) -> str:
     return text
 
 
+def precision_option(text: str) -> str:
+    """argparse type of ``--precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (whether the device
+    runs it, fp16 on CUDA only, is checked before the run by :func:`padis3d.precision.resolve_precision`)."""
+    from padis3d.precision import CHOICES
+
+    if text not in CHOICES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(CHOICES)}, got {text!r}")
+    return text
+
+
+PRECISION_HELP = ("what the network computes in: auto (bf16 where the CPU or GPU has it natively, else fp32; "
+                  "'padis3d info' says which), fp32, bf16, fp16 (CUDA only); the data step and the sampler "
+                  "state stay fp32 (default: %(default)s)")
+
+
 def path_option(text: str) -> Path:
     """argparse type: a non-empty path."""
     return Path(nonempty_text(text))
@@ -173,6 +188,10 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise PadisError(f"need --sigma-min < --sigma-max, got {args.sigma_min} and {args.sigma_max}")
     parse_tile(args.tile)
     memory_budget_bytes(args)
-    resolve_device(args.device)
+    device = resolve_device(args.device)
+    if getattr(args, "precision", None) is not None:
+        from padis3d.precision import resolve_precision
+
+        resolve_precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)

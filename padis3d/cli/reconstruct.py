@@ -19,6 +19,8 @@ from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, P
                                  device_option, float_range, int_range, memory_budget_bytes, nonempty_text,
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
                                  tile_option)
+from padis3d.cli.options import PRECISION_HELP, precision_option
+from padis3d.cli.adapt import ADAPTER_FILE, add_adapt_arguments, adapt_report, adapt_settings, check_adapt_options
 from padis3d.cli.outputs import OutputPlan, file_inputs
 from padis3d.errors import PadisError
 
@@ -50,6 +52,7 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     p.set_defaults(sampler_option_default=p.get_default)  # lets --budget tell given options from defaults
     a("--seed", type=SEED, default=0)
     a("--device", type=device_option, default="cpu", help="where the network runs: cpu, cuda, cuda:N or auto")
+    a("--precision", type=precision_option, default="auto", help=PRECISION_HELP)
     a("--max-batch", type=COUNT, default=None, help="tiles per network call (bounded memory)")
     a("--memory-budget-mb", type=positive_float(MAX_BUDGET_MB), default=None, help="bytes of tiles in flight, in MiB")
     a("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads (default: torch's choice)")
@@ -64,7 +67,7 @@ def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
 
     check_run_options(args)
     device = resolve_device(args.device)
-    loaded = load_prior(args.checkpoint, device=device)
+    loaded = load_prior(args.checkpoint, device=device, precision=args.precision)
     tile: Any = parse_tile(args.tile)
     check_tile_fits(tile, image_shape)
     return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=args.max_batch,
@@ -110,6 +113,7 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--restart", action="store_true", help="discard the work folder's progress of a run with "
                    "other settings or input (without it such a folder is refused, so no finished work is lost)")
     v.add_argument("--scheduler", type=scheduler_address, default=None, help="dask.distributed scheduler address (default: threads)")
+    add_adapt_arguments(p)
 
 
 SQUARE_TASKS = ("ct", "ct-fan")  # ParallelBeam2D / FanBeam2D image a square field of view
@@ -264,13 +268,14 @@ def settings_from_args(args: Any, default: Any) -> Any:
 
 def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     """What ``padis3d reconstruct`` writes and reads (claimed before any work by :mod:`padis3d.cli.outputs`)."""
-    inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured)
+    check_adapt_options(args, volume=args.task in VOLUME_TASKS)
+    inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured, args.adapter)
     if args.task in VOLUME_TASKS:
         from padis3d.cli.volume import volume_outputs
 
         return volume_outputs(args, inputs)
-    return OutputPlan(args.out, [f"reconstruction{image_suffix(str(args.input))}", "comparison.png", "report.json"],
-                      inputs=inputs)
+    return OutputPlan(args.out, [f"reconstruction{image_suffix(str(args.input))}", "comparison.png", "report.json",
+                                 *[ADAPTER_FILE] * args.adapt], inputs=inputs)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -300,6 +305,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if tuple(y.shape[2:]) != op.out_shape:
             raise PadisError(f"{args.measured} holds measurements of shape {tuple(y.shape[2:])}, but the "
                              f"{args.task} geometry gives {op.out_shape}: check --size/--views/--factor")
+        noise = None
     else:
         noise = args.noise if args.noise is not None else (0.0 if args.task.startswith("ct") else 0.01)
         y = op(torch.from_numpy(truth)[None, None])
@@ -323,15 +329,28 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     overhead_mb = vm_rss_mb() - weights_mb  # interpreter, libraries, the ready prior: before sampling
     stages.mark("start")
     baseline = baseline_fn(y)
+    tta = None
+    if args.adapt:
+        from padis3d.adapt import TestTimeAdapter
+
+        tta = (TestTimeAdapter.from_file(args.adapter, prior, op, y, adapt_settings(args, noise)) if args.adapter
+               else TestTimeAdapter(prior, op, y, adapt_settings(args, noise)))
     t0 = time.perf_counter()
-    with ProgressBar(settings.steps, f"{args.sampler} {args.task}", disable=args.no_progress) as bar:
-        result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar)
+    with ProgressBar(settings.steps, f"{args.sampler} {args.task}" + " +adapt" * args.adapt,
+                     disable=args.no_progress) as bar:
+        if tta is not None:
+            tta.on_step = bar.adapt_step
+        result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar, adapt=tta)
     seconds = time.perf_counter() - t0
+    if not torch.isfinite(result).all():
+        raise PadisError("the reconstruction holds non-finite values (nothing written): lower --adapt-lr or the "
+                         "sampler's step sizes")
     stages.mark("sample")
     result_np, baseline_np = result[0, 0].numpy(), baseline[0, 0].numpy()
     metrics = {name: {"psnr": psnr(img, truth), "ssim": ssim(img, truth)}
                for name, img in ((baseline_name, baseline_np), (args.sampler, result_np))}
     out = args.out
+    adapter_path = tta.save(out / ADAPTER_FILE) if tta is not None else None
     image_path = _save_image(out / "reconstruction", result_np, str(args.input), ref)
     comparison_figure(out / "comparison.png", [(baseline_name, baseline_np), (f"{args.sampler} (PaDIS prior)"
                                                                             if args.sampler == "padis" else
@@ -341,9 +360,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
               "operator": repr(op), "normalisation": ref.report(), "seed": args.seed,
               "settings": settings.to_dict(),
               "evaluations": settings.evaluations,
-              "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "seconds": seconds,
+              "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "precision": loaded.precision,
+              "seconds": seconds,
               "metrics" + (" (vs --input)" if args.measured is not None else ""): metrics,
-              "versions": library_versions(), "outputs": [image_path.name, "comparison.png"]}
+              "versions": library_versions(),
+              "outputs": [image_path.name, "comparison.png", *[ADAPTER_FILE] * (tta is not None)]}
+    if tta is not None:
+        report["adaptation"] = adapt_report(tta, adapter_path, args.adapter)
     stages.mark("metrics_and_outputs")
     report["memory"] = {"budget_mb": args.memory_budget_mb, "peak_rss_mb": stages.peak, "overhead_mb": overhead_mb,
                         "model_mb": weights_mb, "stage_peaks_mb": stages.stages,
@@ -352,6 +375,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     write_json(out / "report.json", report)
     for name, m in metrics.items():
         print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")
+    if tta is not None:
+        a = report["adaptation"]
+        print(f"adaptation: {a['steps_taken']} Adam steps at {len(a['adapted_levels'])} levels, {a['seconds']:.1f} s, "
+              f"loss {a['first_loss']:.4g} -> {a['last_loss']:.4g}" + (f", stopped: {a['stopped']}" if a["stopped"]
+                                                                     else "") if a["first_loss"] is not None
+              else "adaptation: no level was scheduled (check --adapt-first/--adapt-every/--adapt-max-sigma)")
     print(f"{seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
     return 0
 

@@ -204,7 +204,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
             "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
             "write": plan_rows(budget, 16 * size * size, band, band)}
     # everything that can be checked without the data fails here, before any file is written
-    loaded = load_prior(args.checkpoint, device=resolve_device(args.device))
+    loaded = load_prior(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
     prior = volume_prior_from(loaded, shape, tile, max_batch=args.max_batch)
     weights_mb = model_mb(loaded.model)
     tweedie = args.task == "denoise" and args.denoiser == "tweedie"
@@ -279,7 +279,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     write_json(args.out / "report.json", {
         "input": str(source.source), "task": args.task, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
-        "tile": list(prior.grid.tile), "resumed_from_step": done, "prepared_reused": prep.reused,
+        "tile": list(prior.grid.tile), "precision": loaded.precision, "resumed_from_step": done, "prepared_reused": prep.reused,
         "seconds": seconds, "metrics": metrics,
         "metrics_method": "every axial, coronal and sagittal plane, streamed over bands of axial slices "
                           "(volume_metrics_banded: equal to volume_metrics up to float rounding)",

@@ -106,6 +106,11 @@ class Prior:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def precision(self) -> str:
+        """What the network computes in (``fp32``, ``bf16``, ``fp16``; :meth:`EDMDenoiser.set_precision`)."""
+        return self.model.precision
+
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, positions: torch.Tensor | None = None
                  ) -> torch.Tensor:
         """``D(x; sigma, positions)`` (see :class:`padis3d.priors.network.EDMDenoiser`) on the prior's device and
@@ -117,11 +122,13 @@ class Prior:
 
 
 def load_prior(path: str | Path, device: str | torch.device | None = "cpu",
-               config: PriorConfig | None = None) -> Prior:
+               config: PriorConfig | None = None, precision: str = "fp32") -> Prior:
     """Load a prior (or the EMA weights of a training state) onto ``device`` in eval mode.
 
     ``config`` forces an architecture (default: the one stored in the file); a mismatch gives
-    a :class:`PadisError`, as do missing or corrupt files.
+    a :class:`PadisError`, as do missing or corrupt files. ``precision``: what the network
+    computes in (``fp32``, ``bf16``, ``fp16`` on CUDA, or ``auto``: :mod:`padis3d.precision`);
+    its output is fp32 whatever the choice.
     """
     from padis3d.device import resolve_device
 
@@ -130,7 +137,8 @@ def load_prior(path: str | Path, device: str | torch.device | None = "cpu",
     model = EDMDenoiser(cfg)
     load_weights(model, ckpt["ema"], path)
     model.requires_grad_(False).eval()
-    return Prior(model.to(resolve_device(device)), ckpt["meta"], Path(path))
+    model.to(resolve_device(device)).set_precision(precision)
+    return Prior(model, ckpt["meta"], Path(path))
 
 
 def warn_weights_only(path: str | Path) -> None:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from padis3d.errors import PadisError
+from padis3d.precision import autocast
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class EDMDenoiser(nn.Module):
     ``x``: ``(n, channels, *P)``; ``sigma``: ``(n,)`` or a scalar (noise std, image units);
     ``positions``: ``(n, >= max(position_axes) + 1, *P)`` or ``None`` for a no-positions
     model. Returns ``(n, channels, *P)``. Any ``P`` divisible by ``config.multiple`` works.
+
+    ``precision`` (``fp32`` by default; :meth:`set_precision`): the UNet ``F`` runs under
+    ``torch.autocast`` in bf16/fp16 and its output is cast back to ``x``'s dtype at once; the
+    preconditioning, the skip term and the weights stay fp32 (forward and backward alike).
     """
 
     def __init__(self, config: PriorConfig):
@@ -104,11 +109,20 @@ class EDMDenoiser(nn.Module):
         from monai.networks.nets import DiffusionModelUNet
 
         self.config = config
+        self.precision = "fp32"
         self.net = DiffusionModelUNet(
             spatial_dims=config.spatial_dims, in_channels=config.channels + len(config.position_axes),
             out_channels=config.channels, num_res_blocks=config.num_res_blocks, channels=config.features,
             attention_levels=config.attention_levels, norm_num_groups=config.norm_num_groups,
             num_head_channels=config.num_head_channels)
+
+    def set_precision(self, precision: str) -> str:
+        """Run ``F`` in ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``; see :mod:`padis3d.precision`)
+        on the device of the weights; returns the resolved one (PadisError for fp16 off CUDA)."""
+        from padis3d.precision import resolve_precision
+
+        self.precision = resolve_precision(precision, next(self.parameters()).device)
+        return self.precision
 
     def _check(self, x: torch.Tensor, positions: torch.Tensor | None) -> None:
         c = self.config
@@ -144,7 +158,9 @@ class EDMDenoiser(nn.Module):
         if c.uses_positions:
             pos = positions[:, list(c.position_axes)].to(x.dtype).expand(x.shape[0], -1, *x.shape[2:])
             inp = torch.cat([inp, pos], dim=1)
-        return c_skip * x + c_out * self.net(inp, c.timestep_scale * c_noise)
+        with autocast(self.precision, x.device):
+            f = self.net(inp, c.timestep_scale * c_noise)
+        return c_skip * x + c_out * f.to(x.dtype)
 
 
 def count_parameters(model: nn.Module) -> int:

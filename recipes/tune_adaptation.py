@@ -14,6 +14,11 @@ lines; a configuration already there is skipped, so an interrupted run resumes).
 of distribution for the chest prior, and allowed for tuning (issue 15: tune on training slices
 or ellipses, never on the test slices).
 
+``--prior ellipse`` (or a checkpoint path) tunes another prior than the shipped chest one: the
+random-ellipse patch prior is still training, so copy it first (``cp checkpoints/ellipse128_patch.pt
+/tmp/ellipse128_patch_STEPS.pt`` and pass that path) so a run uses one consistent file; the key of
+every result records the prior's file name and training steps.
+
 ``--smoke``: 3 levels, 1 adaptation step, a 32² image (checks the wiring in seconds).
 """
 
@@ -80,6 +85,16 @@ def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, arg
     return record
 
 
+PRIORS = {"chest": "checkpoints/chest128_patch.pt", "ellipse": "checkpoints/ellipse128_patch.pt"}
+
+
+def prior_identity(path: str) -> dict:
+    """``{}`` for the shipped chest prior (the first grid's keys), else its file name and training steps."""
+    if Path(path) == Path(PRIORS["chest"]):
+        return {}
+    return {"prior": Path(path).name, "prior_steps": load_prior(path).meta.get("steps")}
+
+
 def run_key(text: str, args: argparse.Namespace) -> tuple[dict, str]:
     """The parsed configuration and the key of everything a result depends on (resume)."""
     config = parse_config(text)
@@ -87,7 +102,8 @@ def run_key(text: str, args: argparse.Namespace) -> tuple[dict, str]:
                       "every": args.every, "ct_sigma": args.ct_sigma, "discrepancy": args.discrepancy,
                       "seed": args.seed, "size": args.size, "settings": config["settings"],
                       **({"adapt_levels": args.adapt_levels} if args.adapt_levels else {}),
-                      **({"max_sigma": args.max_sigma} if args.max_sigma else {})}, sort_keys=True)
+                      **({"max_sigma": args.max_sigma} if args.max_sigma else {}),
+                      **args.prior_identity}, sort_keys=True)
     return config, key
 
 
@@ -103,11 +119,12 @@ def levels_text(key: dict) -> str:
 
 def report_table(path: Path) -> str:
     """The results in ``path`` as a Markdown table (one row per run, in file order)."""
-    rows = ["| image | config | task | noise σ | discrepancy stop | seed | adapted levels | PSNR dB | SSIM | "
-            "adapt steps | stopped | seconds |", "|" + "---|" * 12]
+    rows = ["| prior | image | config | task | noise σ | discrepancy stop | seed | adapted levels | PSNR dB | SSIM | "
+            "adapt steps | stopped | seconds |", "|" + "---|" * 13]
     for r in map(json.loads, path.read_text().splitlines()):
         k = json.loads(r["key"])
-        rows.append(f"| {r['slice']} | {r['config']} | {k['task']} | {k['ct_sigma']:g} | "
+        prior = f"{k['prior'].split('_')[0]} ({k['prior_steps']} steps)" if "prior" in k else "chest"
+        rows.append(f"| {prior} | {r['slice']} | {r['config']} | {k['task']} | {k['ct_sigma']:g} | "
                     f"{'yes' if k['discrepancy'] else 'no'} | {k['seed']} | {levels_text(k)} | "
                     f"{r['psnr']:.2f} | {r['ssim']:.4f} | "
                     f"{r.get('adapt_steps', 0)} | {r.get('stopped') or '-'} | {r['seconds']:.0f} |")
@@ -116,7 +133,8 @@ def report_table(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="checkpoints/chest128_patch.pt")
+    ap.add_argument("--prior", default="chest",
+                    help="chest, ellipse (the checkpoints/ files) or a checkpoint path (a copy of a prior in training)")
     ap.add_argument("--task", default="ct20")
     ap.add_argument("--slices", type=int, nargs="*", default=[90])
     ap.add_argument("--ellipses", type=int, default=0,
@@ -146,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.levels, args.steps, args.first, args.every, args.size = 3, 1, 1, 2, 32
     torch.set_num_threads(1)
+    args.checkpoint = PRIORS.get(args.prior, args.prior)
+    args.prior_identity = prior_identity(args.checkpoint)
     done = set()
     if args.out.exists():
         done = {(r["slice"], r["config"], r["key"]) for r in map(json.loads, args.out.read_text().splitlines())}

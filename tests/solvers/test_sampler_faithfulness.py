@@ -126,4 +126,4 @@ def test_defaults_table_drives_the_settings():
     with pytest.raises(PadisError):
         SamplerSettings(step_size=2.0)  # beyond the stable limit 2/||A||²
     with pytest.raises(PadisError):
-        default_fields("ct60", "padis")
+        default_fields("la90", "padis")  # a task without defaults

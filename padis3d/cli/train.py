@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from padis3d.cli.outputs import OutputPlan
 from padis3d.cli.options import (COUNT, PROBABILITY, SEED, OneLineParser, device_option, feature_width, float_range,
                                  int_range,
-                                 nonempty_text, nonneg_float, path_option, positive_float)
+                                 nonempty_text, nonneg_float, path_option, positive_float, precision_option)
 
 if TYPE_CHECKING:
     from padis3d.priors.network import PriorConfig
@@ -80,6 +80,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--checkpoint-minutes", type=nonneg_float(1e6), default=10.0)
     a("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads per process")
     a("--device", type=device_option, default="cpu")
+    a("--precision", type=precision_option, default="auto",
+      help="network forward/backward: auto (bf16 where native, else fp32), fp32, bf16, fp16 (CUDA, with loss "
+           "scaling); weights, EMA and optimizer stay fp32; may change on --resume (default: %(default)s)")
     a("--no-progress", action="store_true")
 
 
@@ -145,7 +148,7 @@ RUN_OPTIONS = ("preset", "data", "ellipse_images", "axis", "window", "size", "su
                "no_positions", "patch_sizes", "patch_probs", "batch", "batch_sizes", "features", "res_blocks", "lr",
                "ema_halflife", "grad_clip", "seed")
 """The options that define a training run; a resumed run must give the same (``--steps``, ``--hours``,
-``--budget-hours``, ``--checkpoint-minutes``, ``--threads``, ``--device``, ``--export`` may change)."""
+``--budget-hours``, ``--checkpoint-minutes``, ``--threads``, ``--device``, ``--precision``, ``--export`` may change)."""
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -222,6 +225,9 @@ def _train(args: argparse.Namespace) -> int:
         sizes = args.patch_sizes or preset["patch_sizes"]
         probs = args.patch_probs or (preset["patch_probs"] if args.patch_sizes is None else None)
     check_train_options(args, sizes, probs)
+    from padis3d.precision import resolve_precision
+
+    precision = resolve_precision(args.precision, resolve_device(args.device))
     resume = None
     if args.resume is not None:
         resume = args.out / "state.pt" if args.resume == "auto" else Path(args.resume)
@@ -246,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
                              budget_clock="wall" if str(args.device).startswith("cuda") else "cpu",
                              lr=args.lr or preset["lr"], ema_halflife_patches=args.ema_halflife or preset["ema_halflife"],
                              grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_minutes * 60,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, precision=precision)
     command = "padis3d " + shlex.join(getattr(args, "argv", ["train", *sys.argv[1:]]))
     commands = []
     if resume is not None:
@@ -266,7 +272,8 @@ def _train(args: argparse.Namespace) -> int:
     if rank == 0:
         print(f"padis3d train: {count_parameters(state.model)} parameters, data {info['source']} "
               f"({images.shape[0]} samples of {tuple(images.shape[1:])}), patch sizes {sampler.sizes} "
-              f"batches {sampler.batch_sizes}, from step {state.step} to {settings.steps}", flush=True)
+              f"batches {sampler.batch_sizes}, from step {state.step} to {settings.steps}, precision {precision}",
+              flush=True)
     train(state, sampler, settings, args.out, info, exports=args.export,
           extra_meta={"commands": commands + [command], "parameters": count_parameters(state.model),
                       "mode": args.mode, "preset": args.preset, "run_options": run_options(args)})

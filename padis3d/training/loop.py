@@ -1,6 +1,11 @@
 """The training loop: EDM loss on random patches, Adam, EMA, gradient clipping, a guard
 against non-finite loss, periodic atomic checkpoints, exact resume, and DDP under ``torchrun``.
 
+Mixed precision (``TrainSettings.precision``): the network's forward (and so its backward)
+runs under ``torch.autocast`` in bf16 or fp16 with its output cast back to fp32, so the loss,
+the fp32 master weights, the EMA and Adam's moments stay fp32; fp16 (CUDA) adds dynamic loss
+scaling (``torch.amp.GradScaler``, not saved: a resumed run starts a fresh scale).
+
 Every random draw (patch size, crops, sigma, noise) comes from one ``torch.Generator`` that is
 saved in the training state, so a resumed run continues bit-identically. Under DDP every rank
 draws the same global batch and trains on its contiguous share, so DDP's gradient average
@@ -51,6 +56,7 @@ class TrainSettings:
     log_every: int = 50
     max_nonfinite: int = 20
     progress: bool = True
+    precision: str = "fp32"  # the network's forward/backward (padis3d.precision); weights, EMA, Adam stay fp32
 
 
 @dataclass
@@ -129,7 +135,8 @@ def build_meta(state: TrainState, settings: TrainSettings, sampler: PatchSampler
             "patch_sizes": sampler.sizes, "patch_probs": sampler.probs.tolist(), "batch_sizes": sampler.batch_sizes,
             "image_shape": list(sampler.shape), "extra_coords": int(sampler.extra.shape[1]),
             "sigma_range": [0.002, 80.0], "training_sigma": {"p_mean": settings.p_mean, "p_std": settings.p_std},
-            "settings": dataclasses.asdict(settings), "data": data, "versions": library_versions(),
+            "settings": dataclasses.asdict(settings), "precision": settings.precision, "data": data,
+            "versions": library_versions(),
             **(extra or {})}
 
 
@@ -192,6 +199,8 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
                mininterval=1.0 if os.isatty(2) else 30.0, unit="step", dynamic_ncols=True)
     net.train()
     dev = next(state.model.parameters()).device
+    state.model.precision = settings.precision
+    scaler = torch.amp.GradScaler(dev.type) if settings.precision == "fp16" else None
 
     def checkpoint() -> None:
         nonlocal wall_mark, cpu_mark, last_ckpt
@@ -230,15 +239,23 @@ def train(state: TrainState, sampler: PatchSampler, settings: TrainSettings, out
             global_loss = float(flags[0])
             state.optimizer.zero_grad(set_to_none=True)
             if math.isfinite(global_loss):
-                loss.backward()
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                if scaler is not None:
+                    scaler.unscale_(state.optimizer)
                 norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), settings.grad_clip)
                 ok = bool(torch.isfinite(norm))
+                if scaler is not None and not ok:
+                    scaler.update()  # an fp16 overflow: lower the scale, skip the step
             else:
                 ok = False
             if ok:
                 for g in state.optimizer.param_groups:
                     g["lr"] = settings.lr * min(1.0, (state.step + 1) / max(1, settings.lr_warmup_steps))
-                state.optimizer.step()
+                if scaler is None:
+                    state.optimizer.step()
+                else:
+                    scaler.step(state.optimizer)
+                    scaler.update()
                 state.patches_seen += n
                 update_ema(state.ema, state.model, n, state.patches_seen, settings)
                 state.nonfinite_skipped = 0

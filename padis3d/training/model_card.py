@@ -45,6 +45,8 @@ def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
         f"* steps: {meta.get('steps')}; patches seen: {meta.get('patches_seen')}; processes: {meta.get('world_size')}",
         f"* final loss (mean of the last log interval): {meta.get('final_loss', float('nan')):.5f}",
         f"* wall time: {meta.get('wall_seconds', 0) / 3600:.2f} h; CPU time: {meta.get('cpu_seconds', 0) / 3600:.2f} h",
+        f"* precision of the last run: {meta.get('precision', 'fp32')} (network forward/backward; weights, EMA and "
+        f"optimizer fp32)",
         f"* settings: `{meta.get('settings')}`",
         f"* libraries: {meta.get('versions')}",
         f"* loss curve: `{prior_path.with_suffix('.loss.png').name}`",

@@ -141,22 +141,35 @@ class Adapter(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class _ThroughBase(nn.Module):
+    """Calls the base denoiser (a loaded prior, or a closure around one such as the 2D-prior-on-a-volume
+    wrapper of :func:`padis3d.priors.factory.volume_prior_from`) with ``model`` as its only submodule, so
+    ``functional_call`` can swap ``model``'s weights for the duration of that one call."""
+
+    def __init__(self, denoiser: object, model: nn.Module):
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "call", denoiser)  # not a submodule even when it is ``model`` itself
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, positions: torch.Tensor | None) -> torch.Tensor:
+        return self.call(x, sigma, positions)
+
+
 class AdaptedDenoiser:
     """``D_θ``: the base denoiser with an adapter's deltas, same call and ``config`` as the base
-    (``denoiser(x (n, C, *P), sigma (n,), positions)``), results on ``x``'s device and dtype."""
+    (``denoiser(x (n, C, *P), sigma (n,), positions)``). The call goes through the base
+    denoiser itself (its device and dtype handling, position mapping, precision), with the
+    network's weights replaced by ``W + ΔW`` for that call only (``torch.func.functional_call``)."""
 
     def __init__(self, denoiser: object, adapter: Adapter):
         self.base, self.model, self.adapter = denoiser, base_module(denoiser), adapter
-        self.config = getattr(self.model, "config", None)
+        self.config = getattr(denoiser, "config", getattr(self.model, "config", None))
+        self._through = _ThroughBase(denoiser, self.model)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, positions: torch.Tensor | None = None
                  ) -> torch.Tensor:
-        p = next(self.model.parameters())
-        sigma = torch.as_tensor(sigma).to(p.device, p.dtype)
-        positions = None if positions is None else positions.to(p.device, p.dtype)
-        out = torch.func.functional_call(self.model, self.adapter.adapted_parameters(self.model),
-                                         (x.to(p.device, p.dtype), sigma, positions))
-        return out.to(x.device, x.dtype)
+        weights = {f"model.{n}": w for n, w in self.adapter.adapted_parameters(self.model).items()}
+        return torch.func.functional_call(self._through, weights, (x, sigma, positions))
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -174,6 +187,8 @@ def save_adapter(adapter: Adapter, base: object, path: str | Path, extra: dict |
     from padis3d.priors.checkpoint import atomic_save
 
     model = base_module(base)
+    if not all(bool(torch.isfinite(v).all()) for v in adapter.state_dict().values()):
+        raise PadisError(f"the adapter holds non-finite values; {path} not written")
     payload = {"format": FORMAT, "version": 1, "spec": adapter.spec(), "names": list(adapter.names),
                "base_sha256": weights_fingerprint(model),
                "state": {k: v.detach().cpu() for k, v in adapter.state_dict().items()}, "extra": extra or {}}

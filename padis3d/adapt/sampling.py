@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,7 @@ class TestTimeAdapter:
         self.generator = torch.Generator().manual_seed(s.seed)
         self.history: list[AdaptStep] = []
         self.stopped: str | None = None  # "discrepancy" once the residual reached the noise level
+        self.seconds = 0.0  # time spent adapting (wall clock)
         m = self.y.numel()
         self.discrepancy = None if s.noise_sigma is None else s.tau * math.sqrt(m) * s.noise_sigma
 
@@ -151,8 +154,17 @@ class TestTimeAdapter:
         """Up to ``steps`` (default ``settings.steps``) Adam steps on ``L`` at state ``x``; returns them."""
         s = self.settings
         done: list[AdaptStep] = []
+        t0 = time.perf_counter()
+        try:
+            self._steps(x, sigma, level, s.steps if steps is None else steps, done)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        return done
+
+    def _steps(self, x: torch.Tensor, sigma: float, level: int, count: int, done: list[AdaptStep]) -> None:
+        s = self.settings
         best, stale = math.inf, 0
-        for _ in range(s.steps if steps is None else steps):
+        for _ in range(count):
             shift = self.prior.grid.random_shift(self.generator)
             ev = streamed_loss_grad(self.prior, x, sigma, self.loss, self.params, shift)
             if not math.isfinite(ev.loss):
@@ -177,7 +189,6 @@ class TestTimeAdapter:
                 break
             if stale >= s.patience:
                 break
-        return done
 
     def save(self, path: str | Path) -> Path:
         """Write the adapter (small file; the base checkpoint is untouched) with the settings and history."""
@@ -191,10 +202,21 @@ class TestTimeAdapter:
         """Continue from a saved adapter (its recorded settings unless ``settings`` is given)."""
         adapter = load_adapter(path, base.denoiser)
         if settings is None:
-            stored = torch.load(path, map_location="cpu", weights_only=True)["extra"].get("settings", {})
-            stored = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
-            settings = AdaptSettings(**stored)
+            settings = AdaptSettings(**stored_settings(path))
         return cls(base, operator, y, settings, adapter=adapter, **kw)
+
+
+def stored_settings(path: str | Path) -> dict[str, Any]:
+    """The :class:`AdaptSettings` fields recorded in an adapter file (PadisError if it is not one)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise PadisError(f"cannot read adapter {path}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != "padis3d-adapter":
+        raise PadisError(f"{path} is not a padis3d adapter file")
+    known = {f.name for f in fields(AdaptSettings)}
+    stored = payload.get("extra", {}).get("settings", {})
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
 
 
 def levels_adapted(settings: AdaptSettings, sigmas: Sequence[float]) -> list[int]:

@@ -20,7 +20,8 @@ from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, P
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
                                  tile_option)
 from padis3d.cli.options import PRECISION_HELP, precision_option
-from padis3d.cli.adapt import ADAPTER_FILE, add_adapt_arguments, adapt_report, adapt_settings, check_adapt_options
+from padis3d.cli.adapt import (ADAPTER_FILE, adapt_report, adapt_settings, adapt_summary, add_adapt_arguments,
+                               check_adapt_options)
 from padis3d.cli.outputs import OutputPlan, file_inputs
 from padis3d.errors import PadisError
 
@@ -376,11 +377,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     for name, m in metrics.items():
         print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")
     if tta is not None:
-        a = report["adaptation"]
-        print(f"adaptation: {a['steps_taken']} Adam steps at {len(a['adapted_levels'])} levels, {a['seconds']:.1f} s, "
-              f"loss {a['first_loss']:.4g} -> {a['last_loss']:.4g}" + (f", stopped: {a['stopped']}" if a["stopped"]
-                                                                     else "") if a["first_loss"] is not None
-              else "adaptation: no level was scheduled (check --adapt-first/--adapt-every/--adapt-max-sigma)")
+        print(adapt_summary(report["adaptation"]))
     print(f"{seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
     return 0
 

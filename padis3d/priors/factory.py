@@ -54,6 +54,7 @@ def volume_prior_from(prior: Prior, volume_shape: Sequence[int], tile: int | str
         def denoiser(x: torch.Tensor, sigma: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
             return prior(x, sigma, None if positions is None else positions[:, 1:])
         denoiser.config = prior.config  # type: ignore[attr-defined]
+        denoiser.model = prior.model  # type: ignore[attr-defined]  # the network (test-time adaptation)
     # min_shifts: every slab boundary moves (the test block's 23 slices would otherwise allow one z shift)
     if slice_jump:
         return SliceJumpPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,),

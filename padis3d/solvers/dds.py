@@ -63,6 +63,12 @@ AdaptHook = Callable[[int, int, float, torch.Tensor], None]
 """``adapt(i, n, sigma, x)``: called before level ``i`` of ``n`` denoises state ``x``."""
 
 
+def check_adapt_hook(adapt: AdaptHook | None, prior: StatePrior, sampler: str) -> None:
+    """PadisError if ``adapt`` adapts another prior than the one the sampler was given."""
+    if adapt is not None and getattr(adapt, "prior", prior) is not prior:
+        raise PadisError(f"adapt= adapts its own prior: pass {sampler}(adapt.prior, ..., adapt=adapt)")
+
+
 def dds(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: Any, y: torch.Tensor,
         rho: float = 1.0, cg_iters: int = 5, eta: float = 0.85, tv_z: float = 0.0, admm_iters: int = 3,
         generator: torch.Generator | None = None, callback: Callback | None = None,
@@ -71,8 +77,7 @@ def dds(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: A
     (volumes): TV along z in the data step, ``admm_iters`` ADMM rounds. ``adapt``: test-time
     adaptation hook (module docstring); an adapter's ``.prior`` must be the ``prior`` given."""
     check_problem(operator, y, sigmas, x)
-    if adapt is not None and getattr(adapt, "prior", prior) is not prior:
-        raise PadisError("adapt= adapts its own prior: pass dds(adapt.prior, ..., adapt=adapt)")
+    check_adapt_hook(adapt, prior, "dds")
     if rho <= 0 or cg_iters < 0 or not 0 <= eta <= 1 or tv_z < 0 or admm_iters < 1:
         raise PadisError(f"need rho > 0, cg_iters >= 0, 0 <= eta <= 1, tv_z >= 0 and admm_iters >= 1, got "
                          f"{rho}, {cg_iters}, {eta}, {tv_z}, {admm_iters}")

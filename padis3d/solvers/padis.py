@@ -20,6 +20,9 @@ Data-step weight ``w`` (``step_rule``), always capped at ``step_size / ||A||²``
 Uncapped, ``"norm"`` and ``"paper"`` exceed the stable limit ``2/||A||²`` as ``||r||`` shrinks
 (``||r|| < ζ||A||²/2`` for ``"norm"``) and the iterates enter a period-2 cycle; the cap
 ``step_size / ||A||²`` (``||A||²`` by power iteration, cached on the operator) keeps them stable.
+
+Test-time adaptation (issue 15): ``adapt(i, n, σ_i, x)`` is called before each level's inner
+loop (as in :func:`padis3d.solvers.dds.dds`); ``prior`` must then be the adapter's ``.prior``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 
 from padis3d.errors import PadisError
 from padis3d.solvers.common import Callback, StatePrior, batch_norm, check_problem, noise_like, operator_norm_sq, report
+from padis3d.solvers.dds import AdaptHook, check_adapt_hook
 
 STEP_RULES = ("misfit", "norm", "paper")
 
@@ -46,17 +50,21 @@ def data_weight(rule: str, norm: torch.Tensor, zeta: float, cap: float) -> torch
 def padis_dps(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: Any, y: torch.Tensor,
               step_rule: str = "misfit", step_size: float = 1.5, zeta: float = 0.1, inner: int = 10,
               epsilon: float = 0.5, generator: torch.Generator | None = None,
-              callback: Callback | None = None) -> torch.Tensor:
+              callback: Callback | None = None, adapt: AdaptHook | None = None) -> torch.Tensor:
     """x: initial state ``(B, C, *prior.state_shape)``; sigmas: decreasing levels; operator: a
     linear operator on images with ``adjoint``; y: measurements ``(B, C, *out)``. ``step_size``:
     ``c`` of the cap ``c/||A||²`` (stable for ``c < 2``); ``zeta``: ζ of the ``norm``/``paper`` rules
-    (image units). Returns the image estimate ``(B, C, *image)``."""
+    (image units); ``adapt``: test-time adaptation hook (module docstring). Returns the image
+    estimate ``(B, C, *image)``."""
     check_problem(operator, y, sigmas, x)
+    check_adapt_hook(adapt, prior, "padis_dps")
     if step_rule not in STEP_RULES or not step_size > 0:
         raise PadisError(f"need step_rule in {STEP_RULES} and step_size > 0, got {step_rule!r}, {step_size}")
     cap = step_size / operator_norm_sq(operator, prior.crop(x))
     n, d = len(sigmas), x
     for i, sigma in enumerate(float(s) for s in sigmas):
+        if adapt is not None:
+            adapt(i, n, sigma, x)
         for _ in range(inner):
             residual: dict[str, torch.Tensor] = {}
 

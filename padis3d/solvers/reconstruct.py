@@ -101,17 +101,33 @@ def sampler_options(settings: SamplerSettings) -> dict[str, Any]:
     }[s.sampler]
 
 
+ADAPTING_SAMPLERS = ("dds", "padis")
+"""Samplers with a test-time adaptation hook (``adapt=``)."""
+
+
 def reconstruct(prior: StatePrior, operator: Any, y: torch.Tensor, settings: SamplerSettings, *,
-                baseline: torch.Tensor | None = None, callback: Callback | None = None) -> torch.Tensor:
-    """Posterior sample for ``y = A x + n``: ``(B, C, *image)`` from measurements ``(B, C, *out)``."""
+                baseline: torch.Tensor | None = None, callback: Callback | None = None,
+                adapt: Any | None = None) -> torch.Tensor:
+    """Posterior sample for ``y = A x + n``: ``(B, C, *image)`` from measurements ``(B, C, *out)``.
+
+    adapt: a :class:`padis3d.adapt.TestTimeAdapter` made for ``prior`` (and this ``operator``,
+    ``y``); the sampler then runs on its adapted prior (``dds`` and ``padis`` only)."""
     if settings.init == "baseline" and baseline is None:
         raise PadisError("init='baseline' needs a baseline image")
+    extra: dict[str, Any] = {}
+    if adapt is not None:
+        if settings.sampler not in ADAPTING_SAMPLERS:
+            raise PadisError(f"test-time adaptation works with the samplers {ADAPTING_SAMPLERS}, not "
+                             f"{settings.sampler!r}")
+        if adapt.base is not prior:
+            raise PadisError("the adapter was made for another prior than the one given")
+        prior, extra = adapt.prior, {"adapt": adapt}
     generator = torch.Generator().manual_seed(settings.seed)
     x = init_state(prior, y.shape[:2], settings.sigma_max, generator=generator, dtype=y.dtype,
                    baseline=baseline if settings.init == "baseline" else None)
     sampler = POSTERIOR_SAMPLERS[settings.sampler]
     return sampler(prior, x, settings.sigmas(), operator=operator, y=y, generator=generator, callback=callback,
-                   **sampler_options(settings))
+                   **sampler_options(settings), **extra)
 
 
 class ProgressBar:
@@ -121,13 +137,22 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=levels, desc=desc, unit="level", disable=disable, dynamic_ncols=True)
+        self.post: dict[str, str] = {}
+        self.adapt: dict[str, str] = {}
+        self.adapt_steps = 0
 
     def __call__(self, info: dict[str, Any]) -> None:
-        post = {"sigma": f"{info['sigma']:.3g}"}
+        self.post = {"sigma": f"{info['sigma']:.3g}"}
         if info.get("residual") is not None:
-            post["residual"] = f"{float(info['residual'].mean()):.3g}"
-        self.bar.set_postfix(post, refresh=False)
+            self.post["residual"] = f"{float(info['residual'].mean()):.3g}"
+        self.bar.set_postfix(self.post | self.adapt, refresh=False)
         self.bar.update(1)
+
+    def adapt_step(self, step: Any) -> None:
+        """Test-time adaptation's ``on_step``: shows the adaptation loss and the steps so far."""
+        self.adapt_steps += 1
+        self.adapt = {"adapt loss": f"{step.loss:.3g}", "adapt steps": str(self.adapt_steps)}
+        self.bar.set_postfix(self.post | self.adapt)
 
     def __enter__(self) -> ProgressBar:
         return self

@@ -15,6 +15,7 @@ from padis3d.operators.base import LinearOperator
 from padis3d.priors.network import EDMDenoiser
 from padis3d.priors.patch import PatchPrior
 from padis3d.solvers.dds import dds
+from padis3d.solvers.padis import padis_dps
 from tests.prior.prior_helpers import blob_images, perturbed, tiny_config
 
 N, TILE = 16, 8  # 3x3 tiles of 8 on a 32x32 canvas
@@ -179,6 +180,22 @@ def test_dds_hook_adapts_at_the_scheduled_levels(net):
     late = make_tta(net, base, op, y, steps=1, first=1, every=3, max_sigma=0.25)
     dds(late.prior, x, sigmas, operator=op, y=y, adapt=late)
     assert [s.level for s in late.history] == [3] == levels_adapted(late.settings, sigmas)
+
+
+def test_algorithm_1_hook_adapts_at_the_scheduled_levels_and_lowers_the_loss(net):
+    op, y, _ = problem()
+    base = PatchPrior(net, (N, N), TILE)
+    sigmas = torch.tensor([0.5, 0.3, 0.2, 0.1, 0.05])
+    x = base.embed(torch.zeros(1, 1, N, N, dtype=torch.float64)) + 0.5
+    tta = make_tta(net, base, op, y, steps=4, first=1, every=3, lr=3e-3, patience=5)
+    out = padis_dps(tta.prior, x, sigmas, operator=op, y=y, inner=2, generator=torch.Generator().manual_seed(0),
+                    adapt=tta)
+    assert out.shape == (1, 1, N, N) and torch.isfinite(out).all()
+    assert sorted({s.level for s in tta.history}) == [0, 3] == levels_adapted(tta.settings, sigmas)
+    first = [s.loss for s in tta.history if s.level == 0]
+    assert first[-1] < first[0]  # Adam on L at a fixed state: the loss falls
+    with pytest.raises(PadisError, match="adapt.prior"):
+        padis_dps(base, x, sigmas, operator=op, y=y, adapt=tta)
 
 
 def peak_saved_bytes(run) -> int:

@@ -20,8 +20,8 @@ from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, P
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
                                  tile_option)
 from padis3d.cli.options import PRECISION_HELP, precision_option
-from padis3d.cli.adapt import (ADAPTER_FILE, adapt_report, adapt_settings, adapt_summary, add_adapt_arguments,
-                               check_adapt_options)
+from padis3d.cli.adapt import (ADAPT_FIXED_MB, ADAPTER_FILE, adapt_report, adapt_settings, adapt_summary, add_adapt_arguments,
+                               check_adapt_options, preload_adaptation)
 from padis3d.cli.outputs import OutputPlan, file_inputs
 from padis3d.errors import PadisError
 
@@ -325,6 +325,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     stages = StagePeaks()
     loaded, prior = _prior(args, shape)  # with a budget, this measures the network's activations per tile
+    if args.adapt:
+        preload_adaptation(prior)
     release_free_memory()
     weights_mb = model_mb(loaded.model)
     overhead_mb = vm_rss_mb() - weights_mb  # interpreter, libraries, the ready prior: before sampling
@@ -369,9 +371,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if tta is not None:
         report["adaptation"] = adapt_report(tta, adapter_path, args.adapter)
     stages.mark("metrics_and_outputs")
+    fixed_mb = overhead_mb + (ADAPT_FIXED_MB if tta is not None else 0.0)
     report["memory"] = {"budget_mb": args.memory_budget_mb, "peak_rss_mb": stages.peak, "overhead_mb": overhead_mb,
                         "model_mb": weights_mb, "stage_peaks_mb": stages.stages,
-                        "allowance_mb": (args.memory_budget_mb + weights_mb + overhead_mb) * 1.1
+                        **({"adaptation_fixed_mb": ADAPT_FIXED_MB} if tta is not None else {}),
+                        "allowance_mb": (args.memory_budget_mb + weights_mb + fixed_mb) * 1.1
                         if args.memory_budget_mb else None}
     write_json(out / "report.json", report)
     for name, m in metrics.items():

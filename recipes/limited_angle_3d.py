@@ -6,7 +6,9 @@ The held-out axial slices 110-132 at 128² (voxels ~2.8 x 2.8 x 2.5 mm), 90 view
 DDS with the slab prior (k adjacent slices as channels, random slab shift along z), the slab
 prior alternating at random with slice-jump slabs (slices i, i+k, i+2k; DiffusionBlend++),
 and, on request (``--rows``), the slab prior with TV along z in the data step (λ = ``tv_z``;
-on training slices it did no better than more CG steps: ``results/tune_limited_angle_3d.md``).
+on training slices it did no better than more CG steps: ``results/tune_limited_angle_3d.md``)
+and the slab prior with test-time adaptation (``slab prior + SS``, in memory: LoRA on the slab
+network fitted to the measurements at the late levels, :mod:`padis3d.adapt`).
 Metrics: PSNR / SSIM averaged over the axial, coronal and sagittal slices of the block.
 Resumable: finished rows are kept in ``OUT/results.json`` (a row is recomputed when a setting
 it depends on changes); reconstructions in ``OUT/*.npy``. Rows may be computed by separate
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import padis3d  # noqa: E402
+from padis3d.adapt import AdaptSettings, TestTimeAdapter  # noqa: E402
 from padis3d.atomic import atomic_path, write_json  # noqa: E402
 from padis3d.baselines.tv import admm_tv  # noqa: E402
 from padis3d.baselines.tv_weights import tv_weight  # noqa: E402
@@ -67,11 +70,16 @@ class Setup:
     seed: int = 0
     slice_prior: str = "checkpoints/chest128_patch.pt"
     slab_prior: str = "checkpoints/chest128_slab3.pt"
+    # test-time adaptation of the slab prior (row SS; issue 15): LoRA rank 4, lr 1e-3, <= 10 Adam
+    # steps at every 5th level with σ <= 0.5 (the 2D setting of results/tune_adaptation.md)
+    adapt_every: int = 5
+    adapt_max_sigma: float = 0.5
+    adapt_steps: int = 10
 
 
-SMOKE = Setup(z0=110, z1=118, size=32, tv_iters=5, steps=2)
-JUMP, TV_Z = "slab prior + slice-jump slabs", "slab prior + TV along z"
-ROWS = ("FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior", JUMP, TV_Z)
+SMOKE = Setup(z0=110, z1=118, size=32, tv_iters=5, steps=2, adapt_every=1, adapt_steps=2)
+JUMP, TV_Z, SS = "slab prior + slice-jump slabs", "slab prior + TV along z", "slab prior + SS"
+ROWS = ("FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior", JUMP, TV_Z, SS)
 DEFAULT_ROWS = ROWS[:5]  # TV along z did not beat plain CG steps on training slices (results/tune_limited_angle_3d.md)
 _BLOCK = ("z0", "z1", "size", "views", "span_deg")
 _DDS = _BLOCK + ("steps", "sigma_max", "rho", "cg_iters", "eta", "seed")
@@ -81,7 +89,8 @@ def row_settings(row: str, s: Setup) -> dict:
     """The settings one row's result depends on: a stored row is reused only while these match."""
     keys = {"FBP-Hann": _BLOCK, "ADMM-TV 3D": _BLOCK + ("tv_iters",),
             "2D patch prior, slice by slice": _DDS + ("slice_prior",), "slab prior": _DDS + ("slab_prior",),
-            JUMP: _DDS + ("slab_prior",), TV_Z: _DDS + ("slab_prior", "tv_z")}[row]
+            JUMP: _DDS + ("slab_prior",), TV_Z: _DDS + ("slab_prior", "tv_z"),
+            SS: _DDS + ("slab_prior", "adapt_every", "adapt_max_sigma", "adapt_steps")}[row]
     return {k: getattr(s, k) for k in keys}
 
 
@@ -95,10 +104,17 @@ def reconstruct_row(row: str, s: Setup, op: ParallelBeam3D, y: torch.Tensor, pro
     prior = volume_prior_from(padis3d.load_prior(ROOT / path), op.in_shape, slice_jump=row == JUMP)
     g = torch.Generator().manual_seed(s.seed)
     x = init_state(prior, (1, 1), s.sigma_max, generator=g)
+    tta = None
+    if row == SS:  # in memory: the out-of-core runner cannot adapt (README "Test-time adaptation")
+        tta = TestTimeAdapter(prior, op, y, AdaptSettings(first=0, every=s.adapt_every, max_sigma=s.adapt_max_sigma,
+                                                          steps=s.adapt_steps, seed=s.seed))
+        prior = tta.prior
     with ProgressBar(s.steps, row, disable=not progress) as bar:
+        if tta is not None:
+            tta.on_step = bar.adapt_step
         rec = dds(prior, x, geometric_sigmas(s.sigma_max, 0.005, s.steps), operator=op, y=y, rho=s.rho,
                   cg_iters=s.cg_iters, eta=s.eta, tv_z=s.tv_z if row == TV_Z else 0.0,
-                  generator=g, callback=bar)
+                  generator=g, callback=bar, adapt=tta)
     return rec[0, 0].clamp(0, 1).numpy()
 
 

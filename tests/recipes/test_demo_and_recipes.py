@@ -110,11 +110,14 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     assert json.loads((out / "results.json").read_text())["results"] == store["results"]
     # other CG steps: only the two DDS rows are recomputed; an extra row is added on request
     more = subprocess.run(cmd + ["--cg-iters", "2", "--rows", "FBP-Hann", "ADMM-TV 3D", "slab prior",
-                                 "slab prior + TV along z"], env=env, capture_output=True, text=True, timeout=600)
+                                 "slab prior + TV along z", "slab prior + SS"], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert more.returncode == 0, more.stderr[-2000:]
     recomputed = {line.split(":")[0] for line in more.stdout.splitlines() if "dB in" in line}
-    assert recomputed == {"slab prior", "slab prior + TV along z"}
+    assert recomputed == {"slab prior", "slab prior + TV along z", "slab prior + SS"}
     after = json.loads((out / "results.json").read_text())["results"]
-    assert list(after) == ["FBP-Hann", "ADMM-TV 3D", "slab prior", "slab prior + TV along z"]
+    assert list(after) == ["FBP-Hann", "ADMM-TV 3D", "slab prior", "slab prior + TV along z", "slab prior + SS"]
+    adapted, plain = (np.load(out / f"{name}.npy") for name in ("slab_prior_+_SS", "slab_prior"))
+    assert np.isfinite(adapted).all() and np.abs(adapted - plain).max() > 1e-6  # the adapted prior changed it
     assert after["ADMM-TV 3D"] == store["results"]["ADMM-TV 3D"]
     assert after["slab prior"]["settings"]["cg_iters"] == 2

@@ -48,7 +48,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="--data ellipses: number of training images (default 1000; drawn with --seed)")
     a("--axis", type=int_range(0, 3), default=None, help="slice axis for volumes given with --data (default: 2 for NIfTI, else 0)")
     a("--window", type=float_range(-1e9, 1e9), nargs=2, default=None, metavar=("LO", "HI"),
-      help="HU window for CT data given with --data (default: min-max per image)")
+      help="HU window for CT data given with --data (default: -1000 1000 for NIfTI and DICOM CT, as "
+      "padis3d reconstruct reads them; min-max per volume or image for other formats)")
     a("--size", type=int_range(1, 16384), default=None, help="image side after resizing (preset default)")
     a("--subset", type=COUNT, default=None, help="train on this many chest CT training slices (12, 25, 50, 100)")
     a("--mode", choices=["patch", "whole", "slab", "cube"], default="patch",

@@ -70,8 +70,9 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
     """Images ``(n, C, size, size)`` float32 in [0, 1] from any supported source, and a description.
 
     Volumes are sliced along ``axis`` (default: 2 for NIfTI, whose third axis is usually axial;
-    0 otherwise, i.e. a ``(n, H, W)`` stack). Normalisation: ``window`` (HU) if given; DICOM CT defaults
-    to the HU window [-1000, 1000]; otherwise min-max over each volume (its ``[min, max]`` is the
+    0 otherwise, i.e. a ``(n, H, W)`` stack). Normalisation: ``window`` (HU) if given; NIfTI and DICOM CT
+    default to the HU window [-1000, 1000], as ``padis3d reconstruct`` reads them (so a prior trained on
+    a NIfTI sees the intensities it will be used on); otherwise min-max over each volume (its ``[min, max]`` is the
     info's ``normalisation["range"]``, so the map can be inverted) or each image file. NaN or
     infinite values are an error whatever the normalisation. A folder of images of different sizes is
     resized to ``size``, unless ``same_size`` (the folder is one series, as ``padis3d reconstruct``
@@ -98,6 +99,7 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
     else:
         if fmt == "nifti":
             vol = nifti_slices(path, axis)
+            window = window or HU_WINDOW
         elif fmt == "zarr":
             vol = zarr_slices(path, axis)
         elif fmt == "npy":

@@ -118,3 +118,21 @@ def test_normalisations():
         hu_window(np.zeros(3), (1.0, 1.0))
     with pytest.raises(PadisError, match="NaN"):
         min_max(np.array([0.0, np.nan]))
+
+
+def test_training_on_a_nifti_uses_the_hu_window_reconstruct_reads_it_with(tmp_path):
+    """A prior trained on a NIfTI must see the intensities ``padis3d reconstruct`` gives it: the HU window
+    [-1000, 1000] (min-max per volume would map air to 0 only when the volume holds air, bone to 1)."""
+    import nibabel as nib
+
+    from padis3d.io import HU_WINDOW
+    from padis3d.io.reference import read_reference_slice
+
+    vol = np.linspace(-1200, 2500, 16 * 16 * 4, dtype=np.float32).reshape(16, 16, 4)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "ct.nii.gz")
+    images, info = load_training_images(tmp_path / "ct.nii.gz", size=None)
+    assert info["normalisation"] == {"kind": "hu_window", "window": list(HU_WINDOW)}
+    ref = read_reference_slice(str(tmp_path / "ct.nii.gz"), 2, None, None)
+    np.testing.assert_allclose(images[2, 0], ref.image, atol=1e-6)
+    windowed, _ = load_training_images(tmp_path / "ct.nii.gz", size=None, window=(0.0, 2500.0))
+    assert windowed.min() == 0 and windowed.max() == 1 and not np.allclose(windowed, images)

@@ -6,11 +6,15 @@
     (budget + model + start-up overhead [+ adaptation's fixed cost]) x 1.1.
 (b) Time at 128²: DDS with the CPU defaults (100 levels) on CT 20, plain and adapted (the
     adaptation options given, default: the AdaptSettings defaults), wall seconds and their ratio,
-    and the share of the adapted run spent in adaptation.
+    and the share of the adapted run spent in adaptation (two processes one after the other: a
+    change of machine load between them changes the ratio).
+(c) Per call, in one process, interleaved (minimum of repeats, so load hits all alike): one
+    network evaluation of the 128² image (9 tiles), the same through the adapter, and one Adam
+    step of adaptation, in fp32 and bf16: the Adam step's cost in network evaluations.
 
 Training slice 90 of the chest CT (timing and memory only; no quality is judged here). Run by hand:
 
-    python benchmarks/adaptation_cost.py                     # both parts (~6 min on one idle core)
+    python benchmarks/adaptation_cost.py                     # all parts (~8 min on one idle core)
     python benchmarks/adaptation_cost.py --part memory --size 256 --steps 2   # quicker
     python benchmarks/adaptation_cost.py --adapt-args "--adapt-first 0 --adapt-every 5 --adapt-max-sigma 0.5"
 """
@@ -86,9 +90,43 @@ def time_part(args: argparse.Namespace, tmp: Path) -> None:
           f"adapted run; {a['seconds'] / max(a['steps_taken'], 1) / (plain / 100):.1f} DDS levels per Adam step")
 
 
+def step_part(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from padis3d import load_prior
+    from padis3d.adapt import AdaptSettings, TestTimeAdapter
+    from padis3d.io.sample_data import chest_ct_slices
+    from padis3d.operators import ParallelBeam2D
+    from padis3d.priors.factory import patch_prior_from
+
+    torch.set_num_threads(1)
+    image = torch.from_numpy(chest_ct_slices([90], 128))[:, None]
+    op = ParallelBeam2D(128, views=20)
+    y = op(image)
+    print("\n(c) per call at 128² (9 tiles), one thread, minimum of 5 interleaved repeats")
+    print("| precision | network evaluation ms | through the adapter ms | Adam step ms | Adam step / evaluation |")
+    print("|---|---|---|---|---|")
+    for precision in ("fp32", "bf16"):
+        prior = patch_prior_from(load_prior(args.checkpoint, precision=precision), (128, 128), "auto")
+        x = prior.embed(image) + 0.1 * torch.randn((1, 1, *prior.state_shape), generator=torch.Generator().manual_seed(0))
+        tta = TestTimeAdapter(prior, op, y, AdaptSettings(steps=1, patience=100))
+        calls = {"plain": lambda: prior.denoise(x, 0.1, shift=(3, 4)),
+                 "adapted": lambda: tta.prior.denoise(x, 0.1, shift=(3, 4)), "step": lambda: tta.adapt(x, 0.1)}
+        best = {k: float("inf") for k in calls}
+        for _ in range(6):  # the first round warms up
+            for k, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0) if _ else best[k]
+        print(f"| {precision} | {best['plain'] * 1e3:.0f} | {best['adapted'] * 1e3:.0f} | {best['step'] * 1e3:.0f} | "
+              f"{best['step'] / best['plain']:.1f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("memory", "time", "both"), default="both")
+    p.add_argument("--part", choices=("memory", "time", "step", "all"), default="all")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--steps", type=int, default=3, help="DDS levels of the memory runs")
     p.add_argument("--budget-mb", type=float, default=64.0)
@@ -96,10 +134,12 @@ def main() -> None:
     p.add_argument("--adapt-args", default="", help="adaptation options of the timed run (default: AdaptSettings)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.part in ("memory", "both"):
+        if args.part in ("memory", "all"):
             memory_part(args, Path(tmp))
-        if args.part in ("time", "both"):
+        if args.part in ("time", "all"):
             time_part(args, Path(tmp))
+        if args.part in ("step", "all"):
+            step_part(args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ sampler calls before denoising level ``i`` of ``n`` at state ``x``: it adapts wh
 is scheduled (:meth:`AdaptSettings.scheduled`: SCD's rule, the first ``first`` levels and every
 ``every``-th, or an explicit list).
 
+Gradients: streamed tile batch by tile batch (:func:`padis3d.adapt.loss.streamed_loss_grad`,
+bounded memory) when the prior has a batch or memory limit, else one graph over all tiles (the
+same gradient, one network pass fewer per step).
+
 Over-fitting guard (DIP-like adaptation fits the noise): at each step the residual
 ``||A x̂ − y||`` (computed anyway) is compared with the discrepancy level
 ``τ sqrt(m) σ_noise`` (``m`` measurements, ``noise_sigma`` given): at or below it the step is
@@ -33,7 +37,7 @@ from typing import Any
 import torch
 
 from padis3d.adapt.adapters import Adapter, AdaptedDenoiser, base_module, load_adapter, save_adapter
-from padis3d.adapt.loss import SelfSupervisedLoss, check_adaptable, streamed_loss_grad
+from padis3d.adapt.loss import SelfSupervisedLoss, check_adaptable, full_graph_loss_grad, streamed_loss_grad
 from padis3d.errors import PadisError
 from padis3d.priors.patch import PatchPrior
 
@@ -142,6 +146,8 @@ class TestTimeAdapter:
         self.history: list[AdaptStep] = []
         self.stopped: str | None = None  # "discrepancy" once the residual reached the noise level
         self.seconds = 0.0  # time spent adapting (wall clock)
+        # without a batch or memory limit one graph over all tiles is cheaper (no separate pass for D)
+        self._loss_grad = streamed_loss_grad if self.base.streamed_vjp else full_graph_loss_grad
         m = self.y.numel()
         self.discrepancy = None if s.noise_sigma is None else s.tau * math.sqrt(m) * s.noise_sigma
 
@@ -166,7 +172,7 @@ class TestTimeAdapter:
         best, stale = math.inf, 0
         for _ in range(count):
             shift = self.prior.grid.random_shift(self.generator)
-            ev = streamed_loss_grad(self.prior, x, sigma, self.loss, self.params, shift)
+            ev = self._loss_grad(self.prior, x, sigma, self.loss, self.params, shift)
             if not math.isfinite(ev.loss):
                 raise PadisError(f"adaptation loss is {ev.loss} at level {level} (sigma {sigma:g}): lower the lr")
             stop = self.discrepancy is not None and ev.residual_norm <= self.discrepancy

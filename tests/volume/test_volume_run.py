@@ -1,4 +1,5 @@
-"""The out-of-core volume run: deterministic, scheduler-independent, resumable."""
+"""The out-of-core volume run: deterministic, scheduler-independent, resumable; with slab tiles
+(k slices folded into a 2D network's channels) and with true 3D cube tiles (issue 17)."""
 
 import numpy as np
 import pytest
@@ -14,11 +15,15 @@ from tests.solvers.test_patch_prior import TinyDenoiser
 SHAPE = (10, 16, 16)
 
 
-@pytest.fixture(scope="module")
-def problem():
+@pytest.fixture(scope="module", params=["slab", "cube"])
+def problem(request):
     torch.manual_seed(0)
-    net = TinyDenoiser(channels=3).float()
-    prior = PatchPrior(lambda x, s, p: 0.5 * net(x, s, p[:, 1:]), SHAPE, (3, 8, 8), fold_axes=(0,))
+    if request.param == "slab":
+        net = TinyDenoiser(channels=3).float()
+        prior = PatchPrior(lambda x, s, p: 0.5 * net(x, s, p[:, 1:]), SHAPE, (3, 8, 8), fold_axes=(0,))
+    else:  # 4 x 8 x 8 cubes through a 3D network: tiles straddle the bands of 4 slices
+        net = TinyDenoiser(channels=1, ndim=3).float()
+        prior = PatchPrior(lambda x, s, p: 0.5 * net(x, s, p), SHAPE, (4, 8, 8))
     op = ParallelBeam2D(16, views=8)
     truth = np.zeros(SHAPE, np.float32)
     truth[2:8, 4:12, 5:11] = 0.8

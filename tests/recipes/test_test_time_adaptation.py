@@ -33,10 +33,10 @@ def test_smoke_rows_resume_baseline_and_report(tmp_path, capsys):
     rows = [json.loads(line) for line in lines]
     assert sorted((r["row"], r["task"], r["image"]) for r in rows) == [
         ("baseline", "ct20", "115"), ("baseline", "ct20", "shepp-logan"),
-        ("patches+SS", "ct20", "115"), ("patches+SS", "ct20", "shepp-logan")]
+        ("patches+SS", "ct20", "115")]  # the ellipse rows run on the chest slices only
     for r in rows:
         assert {"psnr", "ssim", "seconds", "prior", "noise_seed"} <= set(r) and r["smoke"] and r["size"] == 128
-    adapted = [r for r in rows if r["row"] == "patches+SS"]
+    adapted = [r for r in rows if r["row"].endswith("+SS")]
     assert all(r["adapt_steps"] >= 1 and r["adapt"]["max_sigma"] == recipe.ADAPT.max_sigma for r in adapted)
     assert all(r["prior"]["file"].endswith("ellipse128_patch.pt") and r["prior"]["steps"] > 0 for r in adapted)
 

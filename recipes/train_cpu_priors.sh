@@ -22,9 +22,12 @@ case "$what" in
   slab)   # 3 adjacent slices as channels, in-plane positions (y, x); add --slab-z-position for z
     exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode slab --slab 3 \
       --out "$RUNS/chest128_slab3" --export checkpoints/chest128_slab3.pt "$@" ;;
-  cube)   # a true 3D prior: 16^3 / 32^3 cubes of the 128^2 training block, in-plane positions
-    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode cube --patch-sizes 16 32 --patch-probs 0.4 0.6 \
-      --batch 4 --out "$RUNS/chest128_cube" --export checkpoints/chest128_cube.pt "$@" ;;
+  cube)   # issue 17: a true 3D prior on 16^3 / 32^3 cubes of the 128^2 training block, in-plane positions,
+          # the slab prior's CPU budget (1.6 CPU-h) in bf16 (1.44x the fp32 steps per CPU-second,
+          # benchmarks/precision.py); features 24/48/80 (3.0M parameters, 12 MB: the 2D widths in 3D are 7M, 28 MB)
+    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode cube --features 24 48 80 --patch-sizes 16 32 \
+      --patch-probs 0.4 0.6 --batch 4 --precision bf16 --budget-hours 1.6 --checkpoint-minutes 5 \
+      --out "$RUNS/chest128_cube" --export checkpoints/chest128_cube.pt "$@" ;;
   subset)  # data-size study: the patch prior on N of the training slices (N = 12, 25, 50 or 100)
     n=${1:?subset N}; shift
     exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --subset "$n" \

@@ -147,9 +147,9 @@ def main() -> None:
         if common:
             say("loss at equal steps (mean over each 5-step window): step fp32 bf16")
             for k, a, b in common:
-                say(f"  {k:>5} {a:.4f} {b:.4f}")
-            say(f"mean over the common windows: fp32 {statistics.mean(a for _, a, _ in common):.4f}, "
-                f"bf16 {statistics.mean(b for _, _, b in common):.4f}")
+                say(f"  {k:>5} {a:.6f} {b:.6f}")
+            say(f"mean over the common windows: fp32 {statistics.mean(a for _, a, _ in common):.6f}, "
+                f"bf16 {statistics.mean(b for _, _, b in common):.6f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")

@@ -291,6 +291,18 @@ def table(means: dict, tasks: list[str], n_images: int) -> list[str]:
     return out
 
 
+def per_image_table(results: list[dict], task: str, images: list[str]) -> list[str]:
+    """Markdown: PSNR / SSIM of each row on each image (``task``)."""
+    got = {(r["row"], r["image"]): r for r in results if r["task"] == task and r["image"] in images}
+    out = ["| row | " + " | ".join(images) + " |", "|---" * (len(images) + 1) + "|"]
+    for row in ROWS:
+        vals = [f"{got[(row.label, k)]['psnr']:.2f} / {got[(row.label, k)]['ssim']:.3f}" if (row.label, k) in got
+                else "–" for k in images]
+        if any(v != "–" for v in vals):
+            out.append(f"| {row.label} | " + " | ".join(vals) + " |")
+    return out
+
+
 def goal(means: dict, n: int, a: tuple[str, str], b: tuple[str, str], margin: float, strict: bool = False) -> str:
     """One goal ``mean PSNR(a) >= mean PSNR(b) + margin`` (``>`` if strict) as a table line."""
     ca, cb = means.get(a), means.get(b)
@@ -349,14 +361,16 @@ def report(args: argparse.Namespace) -> str:
     chest, other = cell_means(results, chest_images), cell_means(results, list(args.images))
     ellipse_pairs = [("patches+SS", "patches"), ("whole+SS", "whole image"), ("chest patches+SS", "chest patches")]
     lines = [f"# Test-time adaptation at CPU scale (issue 15): `recipes/test_time_adaptation.py`", "",
-             f"PSNR dB / SSIM, mean over the images; s = seconds per image (one thread, wall time). DDS "
+             f"PSNR dB / SSIM, mean over the images; s = seconds per image (one thread, wall time, on a shared "
+             f"machine: compare seconds only within a column). DDS "
              f"(`SamplerSettings.for_task(task, 'dds')`, {sampler_settings('ct20', args.smoke, 0).steps} levels) "
              f"for every diffusion row; adaptation `{adapt_settings(make_task('ct20', args.size), args.smoke)}` "
              f"(deblur / SR: `noise_sigma` = 0.01, the discrepancy stop).", "",
              f"## Chest CT test slices {', '.join(chest_images)} at {args.size}² (priors pre-trained on ellipses "
              f"unless 'chest')", "", *table(chest, list(TASKS), len(chest_images)), "",
              f"## Other-kind images ({', '.join(args.images)}; scikit-image, {args.size}²), CT 20", "",
-             *table(other, ["ct20"], len(args.images)), "",
+             *table(other, ["ct20"], len(args.images)), "", "Per image (PSNR dB / SSIM):", "",
+             *per_image_table(results, "ct20", list(args.images)), "",
              "## Goals of issue 15 (chest test slices unless stated)", "",
              *goals(chest, other, len(chest_images), len(args.images)), "",
              "## Time: adapted over plain sampling (chest test slices)", "",

@@ -12,6 +12,7 @@ from tests.reliability.helpers import assert_clean_failure, run_cli
 from tests.solvers.test_reconstruct_cli import files, run  # noqa: F401 - the tiny prior fixture
 
 ADAPT = ["--task", "deblur", "--sampler", "dds", "--steps", "4", "--adapt", "--adapt-first", "0", "--adapt-every", "2",
+         "--adapt-max-sigma", "100",
          "--adapt-steps", "2", "--adapt-lr", "0.01", "--threads", "1"]
 
 
@@ -67,3 +68,16 @@ def test_misuse_is_refused_before_any_work(files, tmp_path):  # noqa: F811
         rc, err = run_cli(["reconstruct", "--checkpoint", tiny, "--input", str(files / "image.npy"), "--size", "32",
                            "--steps", "2", "--no-progress", "--out", str(out), *extra])
         assert_clean_failure(rc, err, fragment, out)
+
+
+def test_the_cli_defaults_are_the_settings_defaults_and_options_override_them():
+    from padis3d.adapt import AdaptSettings
+    from padis3d.cli.adapt import adapt_settings
+    from padis3d.cli.main import build_parser
+
+    parse = lambda *extra: build_parser().parse_args(["reconstruct", "--out", "o", "--adapt", *extra])  # noqa: E731
+    assert adapt_settings(parse(), None) == AdaptSettings(seed=0)
+    assert adapt_settings(parse(), 0.02).noise_sigma == 0.02  # the simulated noise sets the discrepancy level
+    given = adapt_settings(parse("--adapt-lr", "0.5", "--adapt-every", "3", "--adapt-noise", "0", "--seed", "7"), 0.02)
+    assert (given.lr, given.every, given.noise_sigma, given.seed) == (0.5, 3, 0.0, 7)
+    assert given.rank == AdaptSettings().rank

@@ -74,7 +74,8 @@ def auto_precision(device: torch.device | str = "cpu") -> tuple[str, str]:
 def resolve_precision(name: str, device: torch.device | str = "cpu") -> str:
     """``fp32``, ``bf16`` or ``fp16`` for ``name`` (one of :data:`CHOICES`) on ``device``;
     PadisError for fp16 on the CPU (no fast fp16 kernels there, and fp16's range is too narrow
-    for the network's activations without loss scaling) or an unknown name."""
+    for the network's activations without loss scaling), bf16 on a CUDA device without it, or an
+    unknown name. bf16 on a CPU without native bf16 is allowed (emulated: correct, not faster)."""
     if name not in CHOICES:
         raise PadisError(f"precision must be one of {', '.join(CHOICES)}, got {name!r}")
     device = torch.device(device)
@@ -82,6 +83,8 @@ def resolve_precision(name: str, device: torch.device | str = "cpu") -> str:
         return auto_precision(device)[0]
     if name == "fp16" and device.type != "cuda":
         raise PadisError("precision fp16 runs on CUDA only; on the CPU use bf16 (or auto, or fp32)")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise PadisError("this CUDA device has no bf16: use --precision fp16 (or auto, or fp32)")
     return name
 
 

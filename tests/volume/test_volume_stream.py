@@ -96,7 +96,8 @@ def test_streamed_nii_equals_in_memory_and_npy(files, nifti_volume, tmp_path, mo
     root, data = nifti_volume
     zyx = np.ascontiguousarray(data.transpose(2, 1, 0))
     common = ["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"), "--size", "12", "--steps",
-              "3", "--band", "4", "--window", "-500", "500", "--noise", "0.1", "--seed", "3", "--no-progress"]
+              "3", "--band", "4", "--window", "-500", "500", "--noise", "0.1", "--seed", "3", "--no-progress",
+              "--precision", "fp32"]  # the reference below loads the prior in fp32, load_prior's default
     assert cli.main([*common, "--input", str(root / "vol.nii"), "--memory-budget-mb", "1",
                      "--out", str(tmp_path / "nii")]) == 0
     assert cli.main([*common, "--input", str(_npy(root, zyx)), "--out", str(tmp_path / "npy")]) == 0

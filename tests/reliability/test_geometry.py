@@ -38,7 +38,7 @@ def identity_solvers(monkeypatch):
     from padis3d.solvers import reconstruct as solvers
     from padis3d.volume import runner
 
-    monkeypatch.setattr(solvers, "reconstruct", lambda prior, op, y, settings, baseline, callback: baseline)
+    monkeypatch.setattr(solvers, "reconstruct", lambda prior, op, y, settings, baseline, callback, adapt=None: baseline)
 
     def run(self, output, callback=None):
         output[...] = np.clip(np.asarray(self.y[...]), 0, 1)

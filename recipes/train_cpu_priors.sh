@@ -33,10 +33,10 @@ case "$what" in
     exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --subset "$n" \
       --out "$RUNS/chest128_patch_sub$n" --export "checkpoints/chest128_patch_sub$n.pt" "$@" ;;
   ellipses)  # issue 15: the patch prior on 1000 random-ellipse phantoms of 128^2 (no CT at all), 1.6 CPU hours
-    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --data ellipses --budget-hours 1.6 \
+    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --data ellipses --budget-hours 1.6 --precision fp32 \
       --checkpoint-minutes 5 --out "$RUNS/ellipse128_patch" --export checkpoints/ellipse128_patch.pt "$@" ;;
   ellipses-whole)  # issue 15: the whole-image comparator on the same phantoms with the same CPU budget
-    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode whole --batch 2 --data ellipses --budget-hours 1.6 \
+    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode whole --batch 2 --data ellipses --budget-hours 1.6 --precision fp32 \
       --checkpoint-minutes 5 --out "$RUNS/ellipse128_whole" --export checkpoints/ellipse128_whole.pt "$@" ;;
   paper-gpu)  # the paper's configuration: 256^2, P in 16/32/56 (p = .2/.3/.5), ~59M parameters
     exec "$PY" -m padis3d.cli.train --preset paper-gpu --device cuda --threads 4 --steps 200000 \

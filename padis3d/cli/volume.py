@@ -241,13 +241,16 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         from distributed import Client  # optional: pip install distributed
 
         scheduler = Client(args.scheduler)
+    # a resumed run continues with the same prior and precision (mixing them mid-run is refused)
+    prior_tag = f"prior {Path(args.checkpoint).resolve()} precision {loaded.precision}"
     if cone is None:
-        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=prep.key, restart=args.restart)
+        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=f"{prep.key} {prior_tag}",
+                        restart=args.restart)
         baseline = prep.baseline
     else:
         y, baseline = cone_measurements(cone, prep.truth[...], noise, args.seed)
         run = VolumeRun(prior, cone, y, work, settings, scheduler=scheduler, separable=False, restart=args.restart,
-                        tag=f"{prep.key} views {args.views} span {args.span_deg} noise {noise}")
+                        tag=f"{prep.key} views {args.views} span {args.span_deg} noise {noise} {prior_tag}")
     result = zarr.create_array(store=Path(work) / "reconstruction.zarr", shape=shape, chunks=(band, size, size),
                                dtype="f4", overwrite=True)
     done = run.committed_step()

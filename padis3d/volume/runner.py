@@ -120,7 +120,7 @@ def check_resumable(work_dir: str | Path, settings: VolumeSettings, key: str | N
     if key is None and not differ:
         return
     raise PadisError(f"{work_dir} holds a run at step {stored['step']} made with "
-                     + (f"other settings ({'; '.join(differ)})" if differ else "other input or geometry")
+                     + (f"other settings ({'; '.join(differ)})" if differ else "other input, geometry, prior or precision")
                      + ": rerun its command to resume it, add --restart to discard it, or use another --out/--work-dir")
 
 

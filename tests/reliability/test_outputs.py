@@ -138,6 +138,16 @@ def test_volume_rerun_with_other_settings_is_refused_unless_restart(files, tmp_p
     assert json.loads((out / "report.json").read_text())["settings"]["rho"] == 0.5
 
 
+def test_volume_rerun_with_another_precision_is_refused_unless_restart(files, tmp_path):  # noqa: F811
+    inp = nifti_volume(tmp_path / "vol.nii.gz", ct_volume((12, 12, 8)))
+    out = tmp_path / "out"
+    assert run_cli(denoise(files, inp, out, "--denoiser", "dds", "--precision", "fp32"))[0] == 0
+    rc, err = run_cli(denoise(files, inp, out, "--denoiser", "dds", "--precision", "bf16"))
+    assert rc == 2 and "prior or precision" in err and "--restart" in err, err
+    assert run_cli(denoise(files, inp, out, "--denoiser", "dds", "--precision", "bf16", "--restart"))[0] == 0
+    assert json.loads((out / "report.json").read_text())["precision"] == "bf16"
+
+
 def test_train_resume_with_other_options_is_refused(tmp_path):
     data = tmp_path / "imgs.npy"
     np.save(data, blob_images(4, 16)[:, 0].numpy())

@@ -196,16 +196,22 @@ def save_adapter(adapter: Adapter, base: object, path: str | Path, extra: dict |
     return Path(path)
 
 
-def load_adapter(path: str | Path, base: object) -> Adapter:
-    """An :class:`Adapter` from :func:`save_adapter`'s file, on ``base``'s device; PadisError if the
-    file is not an adapter or was made for another base network."""
-    model = base_module(base)
+def read_adapter_file(path: str | Path) -> dict:
+    """The contents of :func:`save_adapter`'s file; PadisError if it cannot be read or is not one."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise PadisError(f"cannot read adapter {path}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise PadisError(f"{path} is not a padis3d adapter file")
+    return payload
+
+
+def load_adapter(path: str | Path, base: object, payload: dict | None = None) -> Adapter:
+    """An :class:`Adapter` from :func:`save_adapter`'s file (or its already read ``payload``), on
+    ``base``'s device; PadisError if the file is not an adapter or was made for another base network."""
+    model = base_module(base)
+    payload = read_adapter_file(path) if payload is None else payload
     if payload["base_sha256"] != weights_fingerprint(model):
         raise PadisError(f"adapter {path} was made for other base weights (SHA-256 differs)")
     adapter = Adapter(model, **payload["spec"])

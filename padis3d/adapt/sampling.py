@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -36,7 +35,8 @@ from typing import Any
 
 import torch
 
-from padis3d.adapt.adapters import Adapter, AdaptedDenoiser, base_module, load_adapter, save_adapter
+from padis3d.adapt.adapters import (Adapter, AdaptedDenoiser, base_module, load_adapter, read_adapter_file,
+                                    save_adapter)
 from padis3d.adapt.loss import SelfSupervisedLoss, check_adaptable, full_graph_loss_grad, streamed_loss_grad
 from padis3d.errors import PadisError
 from padis3d.priors.patch import PatchPrior
@@ -209,20 +209,20 @@ class TestTimeAdapter:
     def from_file(cls, path: str | Path, base: PatchPrior, operator: Any, y: torch.Tensor,
                   settings: AdaptSettings | None = None, **kw) -> TestTimeAdapter:
         """Continue from a saved adapter (its recorded settings unless ``settings`` is given)."""
-        adapter = load_adapter(path, base.denoiser)
+        payload = read_adapter_file(path)
+        adapter = load_adapter(path, base.denoiser, payload)
         if settings is None:
-            settings = AdaptSettings(**stored_settings(path))
+            settings = AdaptSettings(**recorded_settings(payload))
         return cls(base, operator, y, settings, adapter=adapter, **kw)
 
 
 def stored_settings(path: str | Path) -> dict[str, Any]:
     """The :class:`AdaptSettings` fields recorded in an adapter file (PadisError if it is not one)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise PadisError(f"cannot read adapter {path}: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != "padis3d-adapter":
-        raise PadisError(f"{path} is not a padis3d adapter file")
+    return recorded_settings(read_adapter_file(path))
+
+
+def recorded_settings(payload: dict) -> dict[str, Any]:
+    """The :class:`AdaptSettings` fields in an adapter file's contents (unknown names dropped)."""
     known = {f.name for f in fields(AdaptSettings)}
     stored = payload.get("extra", {}).get("settings", {})
     return {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}

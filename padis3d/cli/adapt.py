@@ -57,9 +57,8 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``--adapt-*`` options given on the command line, as AdaptSettings fields."""
-    return {field: getattr(args, f"adapt_{opt}") for opt, field in OPTIONS.items()
-            if getattr(args, f"adapt_{opt}", None) is not None}
+    """The ``--adapt-*`` options given on the command line: ``{option name: value}``."""
+    return {opt: getattr(args, f"adapt_{opt}") for opt in OPTIONS if getattr(args, f"adapt_{opt}", None) is not None}
 
 
 def check_adapt_options(args: argparse.Namespace, volume: bool) -> None:
@@ -67,7 +66,7 @@ def check_adapt_options(args: argparse.Namespace, volume: bool) -> None:
     a sampler with an adaptation hook."""
     from padis3d.solvers.reconstruct import ADAPTING_SAMPLERS
 
-    given = [f"--adapt-{o.replace('_', '-')}" for o in OPTIONS if getattr(args, f"adapt_{o}", None) is not None]
+    given = [f"--adapt-{o.replace('_', '-')}" for o in given_options(args)]
     given += ["--adapter"] * (getattr(args, "adapter", None) is not None)
     if not getattr(args, "adapt", False):
         if given:
@@ -86,14 +85,11 @@ def adapt_settings(args: argparse.Namespace, simulated_noise: float | None) -> A
     """The :class:`AdaptSettings` of a run: the defaults (or the ``--adapter`` file's settings), the
     given options on top; the discrepancy noise level defaults to the simulated noise."""
     from padis3d.adapt import AdaptSettings
-
     from padis3d.adapt.sampling import stored_settings
 
-    base: dict[str, Any] = {}
-    if args.adapter is not None:
-        base = stored_settings(args.adapter)
-    values = base | given_options(args)
-    if "noise_sigma" not in given_options(args) and simulated_noise:
+    given = {OPTIONS[opt]: value for opt, value in given_options(args).items()}
+    values = (stored_settings(args.adapter) if args.adapter is not None else {}) | given
+    if "noise_sigma" not in given and simulated_noise:
         values["noise_sigma"] = float(simulated_noise)
     values.setdefault("seed", args.seed)
     return AdaptSettings(**values)
@@ -120,10 +116,10 @@ def adapt_summary(a: dict[str, Any]) -> str:
 
 
 def preload_adaptation(prior: Any) -> None:
-    """Pay adaptation's fixed start-up costs before the overhead is measured: torch's Adam imports
-    ~40 MiB of modules on its first ``step``, and the first streamed gradient through the network
-    ~28 MiB more (measured flat in the image size: 96², 192², 384²). One Adam step of a throw-away
-    adapter on a one-tile image of ``prior`` (a :class:`padis3d.priors.patch.PatchPrior`) does both."""
+    """Pay what adaptation imports before the overhead is measured: torch's Adam pulls ~40 MiB of
+    modules on its first ``step``. One Adam step of a throw-away adapter on a one-tile image of
+    ``prior`` (a :class:`padis3d.priors.patch.PatchPrior`). The ~28 MiB a real run still adds once
+    are not reproduced by this small step; they are :data:`ADAPT_FIXED_MB`."""
     import torch
 
     from padis3d.adapt import AdaptSettings, TestTimeAdapter

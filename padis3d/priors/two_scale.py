@@ -81,18 +81,15 @@ class TwoScalePrior:
     def _coarse_state(self, x: torch.Tensor) -> torch.Tensor:
         return self.coarse.embed(block_average(self.fine.crop(x), self.factor))
 
-    def _coarse_shift(self, generator: torch.Generator | None) -> tuple[int, ...] | None:
-        grid = getattr(self.coarse, "grid", None)
-        return None if grid is None else grid.random_shift(generator)
-
     def _combine(self, d_fine: torch.Tensor, coarse_image: torch.Tensor) -> torch.Tensor:
         image = self.fine.crop(d_fine)
         return d_fine + self.fine.embed(upsample_nearest(coarse_image - block_average(image, self.factor),
                                                          self.factor))
 
     def _coarse_kwargs(self, generator: torch.Generator | None) -> dict[str, Any]:
-        shift = self._coarse_shift(generator)
-        return {} if shift is None else {"shift": shift}
+        """One random shift of the coarse prior's grid (none for a prior without tiles), for both passes."""
+        grid = getattr(self.coarse, "grid", None)
+        return {} if grid is None else {"shift": grid.random_shift(generator)}
 
     def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:

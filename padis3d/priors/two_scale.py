@@ -2,26 +2,40 @@
 detail (issue 17; the design of Yang, Hu, Fessler, Shen 2025, arXiv 2512.18161, of a fully 3D
 patch prior plus a downsampled global volume, written down here as one denoiser).
 
-Let ``B`` be the block average by ``f`` along each axis (image ``N`` -> ``N / f``) and ``U``
-nearest-neighbour upsampling, so ``B U = I`` and ``P = U B`` is the orthogonal projection onto
-images constant on ``f^d`` blocks (``P = Pᵀ = P²``; ``d`` axes). Every image splits into
-``P x`` (coarse) and ``(I - P) x`` (detail). With ``x_σ = x + σ n``, ``B x_σ = B x + (σ / f^{d/2}) n'``
-where ``n'`` is again white (``B`` averages ``f^d`` independent values), and ``n'`` is
-independent of ``(I - P) n``. The two-scale denoiser takes the detail from the patch prior
-``D_f`` and the coarse part from the low-resolution prior ``D_c`` at its own noise level:
+Let ``B`` be the block average by ``f = (f_1, ..., f_d)`` (one factor per axis; image ``N`` ->
+``ceil(N / f)``) and ``U`` nearest-neighbour upsampling cropped back to ``N``. Where ``f_i`` does
+not divide ``N_i`` the last block along axis ``i`` is partial: ``B`` averages the voxels it has
+(a block of ``m_b <= f_1 ... f_d`` voxels) and ``U`` repeats and crops. Then still ``B U = I``,
+and ``P = U B`` is the orthogonal projection onto images constant on the blocks
+(``P_ij = 1 / m_b`` for ``i, j`` in block ``b``: ``P = Pᵀ = P²``). Every image splits into ``P x``
+(coarse) and ``(I - P) x`` (detail). With ``x_σ = x + σ n``, ``B x_σ = B x + σ B n`` where the
+coarse voxels of ``B n`` are independent with std ``1 / sqrt(m_b)``, and ``B n`` is independent of
+``(I - P) n`` (``Cov(B n, (I - P) n) = B (I - P) = 0``). The two-scale denoiser takes the detail
+from the patch prior ``D_f`` and the coarse part from the low-resolution prior ``D_c`` at its own
+noise level ``σ_c = σ / sqrt(f_1 ... f_d)``:
 
-    D(x_σ; σ) = (I - P) D_f(x_σ; σ) + U D_c(B x_σ; σ / f^{d/2})
-              = D_f + U [D_c(B x_σ) - B D_f]                                    (1)
+    D(x_σ; σ) = (I - P) D_f(x_σ; σ) + U D_c(B x_σ; σ_c)
+              = D_f + U [D_c(B x_σ; σ_c) - B D_f]                                (1)
 
 When the prior makes ``P x`` and ``(I - P) x`` independent and ``D_c`` is the exact posterior mean
-of ``B x``, ``U D_c`` is exactly ``P E[x | x_σ]``, so (1) replaces whatever the patch prior gets
-wrong at large scales (it sees one tile at a time) by the global prior's estimate and keeps its
-detail (``tests/prior/test_two_scale.py`` checks this in closed form on Gaussian priors).
+of ``B x``, ``U D_c`` is exactly ``P E[x | x_σ]`` on every full block, so (1) replaces whatever the
+patch prior gets wrong at large scales (it sees one tile at a time) by the global prior's
+estimate and keeps its detail (``tests/prior/test_two_scale.py`` checks this in closed form on
+Gaussian priors).
+
+Noise level of partial blocks: a partial block of ``m_b < f_1 ... f_d`` voxels has noise
+``σ / sqrt(m_b)``, more than the ``σ_c`` the coarse prior is given (a network takes one noise
+level for the whole state). So on those coarse voxels ``D_c`` under-denoises: (1) is exact on
+full blocks only (the tests check both: exact where ``m_b = f_1 ... f_d``, and exact everywhere
+once a per-voxel ``σ / sqrt(m_b)`` is given to a coarse prior that accepts one). On the chest CT
+test block (23 slices, ``f = 4``) that is the last coarse slice: ``m = 3 * 16``, noise
+``sqrt(64 / 48) = 1.15`` times ``σ_c``.
+
 On the canvas (the patch prior's padded state), (1) acts on the image region: crop, combine,
 pad; the padding keeps ``D_f``. The coarse prior works on its own state ``embed(B crop(x))``
 (exact for a whole-image or Gaussian prior, whose state is the image).
 
-Cost: one coarse evaluation per level (``1 / f^d`` of the voxels), two for the VJP
+Cost: one coarse evaluation per level (``1 / (f_1 ... f_d)`` of the voxels), two for the VJP
 (:meth:`TwoScalePrior.denoise_vjp`, which recomputes the coarse forward with a graph).
 """
 
@@ -36,20 +50,69 @@ import torch.nn.functional as F
 
 from padis3d.errors import PadisError
 
-
-def block_average(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """``B``: means over ``factor``-blocks of every spatial axis of ``(B, C, *N)``; ``N`` divisible."""
-    dims = image.ndim - 2
-    if any(n % factor for n in image.shape[2:]):
-        raise PadisError(f"image of shape {tuple(image.shape[2:])} is not divisible by the factor {factor}")
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
-    return pool(image, factor)
+Factor = int | Sequence[int]
+"""A downsampling factor: one for every axis, or one per spatial axis."""
 
 
-def upsample_nearest(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """``U``: every voxel repeated ``factor`` times along every spatial axis."""
-    for axis in range(2, image.ndim):
-        image = image.repeat_interleave(factor, dim=axis)
+def axis_factors(factor: Factor, dims: int) -> tuple[int, ...]:
+    """``factor`` as one integer >= 1 per spatial axis (``dims`` of them)."""
+    f = (factor,) * dims if isinstance(factor, int) else tuple(factor)
+    if len(f) != dims or any(int(v) != v or v < 1 for v in f):
+        raise PadisError(f"the downsampling factor must be one integer >= 1 or {dims} of them, got {factor!r}")
+    return tuple(int(v) for v in f)
+
+
+def coarse_shape(shape: Sequence[int], factor: Factor) -> tuple[int, ...]:
+    """The block-averaged size ``ceil(N / f)`` of a spatial ``shape``."""
+    f = axis_factors(factor, len(shape))
+    return tuple(-(-int(n) // a) for n, a in zip(shape, f))
+
+
+def _axis_counts(n: int, f: int) -> torch.Tensor:
+    """Voxels of each block along one axis of ``n`` voxels: ``f, ..., f, n - (K - 1) f``."""
+    k = -(-n // f)
+    counts = torch.full((k,), float(f), dtype=torch.float64)
+    counts[-1] = n - (k - 1) * f
+    return counts
+
+
+def block_sizes(shape: Sequence[int], factor: Factor) -> torch.Tensor:
+    """``m_b``, the voxels of every block, ``(1, 1, *coarse_shape(shape, factor))`` float64."""
+    f = axis_factors(factor, len(shape))
+    m = torch.ones((), dtype=torch.float64)
+    for a, (n, fa) in enumerate(zip(shape, f)):
+        view = [1] * len(shape)
+        view[a] = -1
+        m = m * _axis_counts(int(n), fa).reshape(view)
+    return m.reshape(1, 1, *coarse_shape(shape, f))
+
+
+def block_average(image: torch.Tensor, factor: Factor) -> torch.Tensor:
+    """``B``: ``(B, C, *N)`` -> ``(B, C, *ceil(N / f))``, the mean of every block; a partial last
+    block along an axis (``f`` not dividing ``N``) is the mean of the voxels it has."""
+    f = axis_factors(factor, image.ndim - 2)
+    out = image
+    for a, fa in enumerate(f):
+        if fa == 1:
+            continue
+        n = out.shape[2 + a]
+        k = -(-n // fa)
+        moved = out.movedim(2 + a, -1)
+        summed = F.pad(moved, (0, k * fa - n)).reshape(*moved.shape[:-1], k, fa).sum(-1)
+        out = (summed / _axis_counts(n, fa).to(summed.dtype).to(summed.device)).movedim(-1, 2 + a)
+    return out
+
+
+def upsample_nearest(image: torch.Tensor, factor: Factor, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """``U``: ``(B, C, *K)`` -> ``(B, C, *shape)``, every voxel repeated ``f`` times along every
+    spatial axis and cropped to ``shape`` (default ``K f``; needs ``ceil(shape / f) = K``)."""
+    f = axis_factors(factor, image.ndim - 2)
+    size = tuple(k * a for k, a in zip(image.shape[2:], f)) if shape is None else tuple(int(n) for n in shape)
+    if len(size) != len(f) or coarse_shape(size, f) != tuple(image.shape[2:]):
+        raise PadisError(f"a coarse image {tuple(image.shape[2:])} upsampled by {f} cannot have the shape {size}")
+    for a, fa in enumerate(f):
+        if fa > 1:
+            image = image.repeat_interleave(fa, dim=2 + a).narrow(2 + a, 0, size[a])
     return image
 
 
@@ -57,14 +120,15 @@ class TwoScalePrior:
     """Equation (1) of the module docstring; the sampler-state interface of the ``fine`` prior.
 
     fine: a prior over the full image ``N`` (a :class:`padis3d.priors.patch.PatchPrior`: slabs, cubes
-    or 2D tiles); coarse: a prior over the ``N / factor`` image (a whole-image PatchPrior, or any
-    prior with ``embed``/``crop``/``denoise``/``denoise_vjp``); factor: the downsampling per axis.
+    or 2D tiles); coarse: a prior over the ``ceil(N / f)`` image (a whole-image or patch PatchPrior,
+    or any prior with ``embed``/``crop``/``denoise``/``denoise_vjp``); factor: the downsampling, one
+    integer for every axis or one per spatial axis (``(1, 4, 4)``: in-plane only).
     """
 
-    def __init__(self, fine: Any, coarse: Any, factor: int):
-        if factor < 1:
-            raise PadisError(f"the factor must be >= 1, got {factor}")
-        self.fine, self.coarse, self.factor = fine, coarse, int(factor)
+    def __init__(self, fine: Any, coarse: Any, factor: Factor):
+        self.fine, self.coarse = fine, coarse
+        self.factor: Factor = axis_factors(factor, len(fine.state_shape)) if not isinstance(factor, int) \
+            else axis_factors(factor, 1)[0]
         self.state_shape = fine.state_shape
         self.grid = getattr(fine, "grid", None)
 
@@ -75,8 +139,9 @@ class TwoScalePrior:
         return self.fine.crop(state)
 
     def coarse_sigma(self, sigma: float, dims: int) -> float:
-        """The noise std of ``B x_σ`` (``f^d`` independent values averaged)."""
-        return float(sigma) / math.sqrt(self.factor ** dims)
+        """``σ_c``, the noise std of ``B x_σ`` on a full block (``f_1 ... f_d`` independent values
+        averaged; a partial block is noisier, see the module docstring)."""
+        return float(sigma) / math.sqrt(math.prod(axis_factors(self.factor, dims)))
 
     def _coarse_state(self, x: torch.Tensor) -> torch.Tensor:
         return self.coarse.embed(block_average(self.fine.crop(x), self.factor))
@@ -84,7 +149,7 @@ class TwoScalePrior:
     def _combine(self, d_fine: torch.Tensor, coarse_image: torch.Tensor) -> torch.Tensor:
         image = self.fine.crop(d_fine)
         return d_fine + self.fine.embed(upsample_nearest(coarse_image - block_average(image, self.factor),
-                                                         self.factor))
+                                                         self.factor, image.shape[2:]))
 
     def _coarse_kwargs(self, generator: torch.Generator | None) -> dict[str, Any]:
         """One random shift of the coarse prior's grid (none for a prior without tiles), for both passes."""
@@ -106,9 +171,10 @@ class TwoScalePrior:
     def denoise_vjp(self, x: torch.Tensor, sigma: float, cotangent: Callable[[torch.Tensor], torch.Tensor], *,
                     shift: Sequence[int] | None = None, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(D, J_D(x)ᵀ v)`` with ``v = cotangent(D)``. With ``E`` the fine embed, ``C`` its crop:
-        ``Jᵀ v = J_fᵀ (v - E P C v) + E U crop_c(J_cᵀ embed_c(B C v))`` (``P`` is symmetric, and in
-        the coarse term ``Bᵀ = U / f^d`` and ``Uᵀ = f^d B`` cancel their factors)."""
+        """``(D, J_D(x)ᵀ v)`` with ``v = cotangent(D)``. With ``E`` the fine embed, ``C`` its crop and
+        ``m`` the block sizes: ``Jᵀ v = J_fᵀ (v - E P C v) + E U [crop_c(J_cᵀ embed_c(m B C v)) / m]``
+        (``P`` is symmetric; in the coarse term ``Uᵀ = m B`` and ``Bᵀ = U / m``, which cancel
+        where every block is full, ``m = f_1 ... f_d``)."""
         xc = self._coarse_state(x)
         sc = self.coarse_sigma(sigma, xc.ndim - 2)
         kw = self._coarse_kwargs(generator)
@@ -118,11 +184,15 @@ class TwoScalePrior:
         def fine_cotangent(d_fine: torch.Tensor) -> torch.Tensor:
             held["d"] = full = self._combine(d_fine, dc)
             held["v"] = v = cotangent(full)
-            coarse_v = block_average(self.fine.crop(v), self.factor)
-            held["coarse_v"] = coarse_v
-            return v - self.fine.embed(upsample_nearest(coarse_v, self.factor))
+            image_v = self.fine.crop(v)
+            coarse_v = block_average(image_v, self.factor)
+            held["m"] = m = block_sizes(image_v.shape[2:], self.factor).to(coarse_v.device, coarse_v.dtype)
+            held["coarse_v"] = m * coarse_v  # Uᵀ C v
+            return v - self.fine.embed(upsample_nearest(coarse_v, self.factor, image_v.shape[2:]))
 
         _, grad_fine = self.fine.denoise_vjp(x, sigma, fine_cotangent, shift=shift, generator=generator)
         _, grad_c = self.coarse.denoise_vjp(xc, sc, lambda _: self.coarse.embed(held["coarse_v"]), **kw)
-        grad_coarse = self.fine.embed(upsample_nearest(self.coarse.crop(grad_c), self.factor))
+        image_shape = self.fine.crop(x).shape[2:]
+        grad_coarse = self.fine.embed(upsample_nearest(self.coarse.crop(grad_c) / held["m"], self.factor,
+                                                       image_shape))
         return held["d"], grad_fine + grad_coarse

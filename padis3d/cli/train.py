@@ -56,6 +56,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="patch prior, whole-image prior (the image is the only patch, no positions), slab prior, or a "
            "3D prior on P^3 cubes of the training block (in-plane positions; add --slab-z-position for z)")
     a("--slab", type=int_range(1, 64), default=3, help="slices per slab for --mode slab")
+    a("--downsample", type=int_range(1, 64), default=None, metavar="F",
+      help="train on the data block-averaged by F along every spatial axis (cube: z, y, x, so the 100x128x128 "
+           "training block becomes 25x32x32 at F = 4; patch/whole: y, x of each image), the coarse prior of a "
+           "two-scale prior (padis3d.priors.two_scale); recorded in the checkpoint meta as 'downsample'; "
+           "not with --mode slab")
     a("--slab-jumps", action="store_true",
       help="slab mode: also train on slice-jump slabs (slices i, i+k, ..., i+(k-1)k), which "
            "volume_prior_from(..., slice_jump=True) denoises half of the time")
@@ -88,6 +93,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _images(args: argparse.Namespace, size: int):
+    """``(samples (n, C, *S), extra coordinates or None, data description)``, block-averaged by
+    ``--downsample``."""
+    from padis3d.training import data as d
+
+    images, extra, info = _full_images(args, size)
+    if args.downsample and args.downsample > 1:
+        images, info = d.block_downsample(images, args.downsample, info)
+    return images, extra, info
+
+
+def _full_images(args: argparse.Namespace, size: int):
     import torch
 
     from padis3d.training import data as d
@@ -145,7 +161,8 @@ BUILTIN_DATA = ("chest-ct", "ellipses")
 """``--data`` values that name a built-in dataset, not a file."""
 
 
-RUN_OPTIONS = ("preset", "data", "ellipse_images", "axis", "window", "size", "subset", "mode", "slab", "slab_jumps", "slab_z_position",
+RUN_OPTIONS = ("preset", "data", "ellipse_images", "axis", "window", "size", "subset", "mode", "slab", "slab_jumps",
+               "slab_z_position", "downsample",
                "no_positions", "patch_sizes", "patch_probs", "batch", "batch_sizes", "features", "res_blocks", "lr",
                "ema_halflife", "grad_clip", "seed")
 """The options that define a training run; a resumed run must give the same (``--steps``, ``--hours``,
@@ -189,6 +206,8 @@ def check_train_options(args: argparse.Namespace, sizes: list, probs: list | Non
         raise PadisError("--ellipse-images is for --data ellipses")
     if args.subset is not None and args.data == "ellipses":
         raise PadisError("--subset picks chest CT slices; with --data ellipses use --ellipse-images")
+    if args.downsample is not None and args.downsample > 1 and args.mode == "slab":
+        raise PadisError("--downsample is for --mode cube, patch or whole (a slab's slices are its channels)")
     if args.batch_sizes is not None and len(args.batch_sizes) != len(sizes):
         raise PadisError(f"--batch-sizes gives {len(args.batch_sizes)} values for {len(sizes)} patch sizes {sizes}")
 
@@ -277,7 +296,8 @@ def _train(args: argparse.Namespace) -> int:
               flush=True)
     train(state, sampler, settings, args.out, info, exports=args.export,
           extra_meta={"commands": commands + [command], "parameters": count_parameters(state.model),
-                      "mode": args.mode, "preset": args.preset, "run_options": run_options(args)})
+                      "mode": args.mode, "preset": args.preset, "run_options": run_options(args),
+                      "downsample": [int(args.downsample or 1)] * nd})
     if rank == 0 and state.stopped_by:
         print(f"stopped by {state.stopped_by} at step {state.step}: checkpoint written to {args.out / 'state.pt'}; "
               f"rerun the same command with --resume to continue", flush=True)

@@ -142,6 +142,19 @@ def training_subset(n: int, total: Sequence[int]) -> list[int]:
     return [total[i] for i in pick]
 
 
+def block_downsample(images: torch.Tensor, factor: int, info: dict) -> tuple[torch.Tensor, dict]:
+    """Training samples ``(n, C, *S)`` block-averaged by ``factor`` along every spatial axis ->
+    ``(n, C, *ceil(S / factor))`` (:func:`padis3d.priors.two_scale.block_average`: a partial last block
+    is the mean of the voxels it has), and ``info`` with ``downsample`` (per axis) and the new size."""
+    from padis3d.priors.two_scale import block_average, coarse_shape
+
+    images = torch.as_tensor(images, dtype=torch.float32)
+    nd = images.ndim - 2
+    out = block_average(images, factor)
+    return out, {**info, "downsample": [int(factor)] * nd, "full_shape": list(images.shape[2:]),
+                 "shape": list(coarse_shape(images.shape[2:], factor))}
+
+
 def chest_ct_training_volume(size: int = 128) -> tuple[torch.Tensor, dict]:
     """The training block (slices 0-99) as one volume ``(1, 1, 100, size, size)`` for 3D cube priors."""
     from padis3d.io.sample_data import HU_WINDOW, TRAIN_SLICES, chest_ct_slices

@@ -30,6 +30,10 @@ def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
         + (" (test slices 110-132 never used)" if "chest CT" in str(data.get("source")) else ""),
         f"* image size: {meta.get('image_shape')}; normalisation: {data.get('normalisation')}",
         f"* slab: {data.get('slab', 'no')}; extra position channels: {meta.get('extra_coords', 0)}",
+        *([f"* downsampled: block average by {data['downsample']} (per axis) of the {data.get('full_shape')} data, "
+           f"so the prior sees {data.get('shape')}: the coarse prior of a two-scale prior "
+           f"(`padis3d.priors.two_scale.two_scale_prior_from` reads the factor from the meta's `downsample`)"]
+          if max(data.get("downsample", [1]) or [1]) > 1 else []),
         *([f"* phantoms: {data.get('images')} images, seed {data.get('seed')}, generator `{data['generator']}`"]
           if "generator" in data else []),
         "",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped checkpoints in checkpoints/ (CPU, 1 thread each).
-# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|cube|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
+# Usage:  recipes/train_cpu_priors.sh patch|whole|slab|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
 # Every run is resumable: re-run the same line with --resume (continues RUNS/<name>/state.pt,
 # or pass --resume checkpoints/<name>.pt to continue from the shipped weights only).
 # --steps is the total target; --hours bounds one session. Each run writes the shippable prior
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 RUNS=${RUNS:-/root/padis3d-runs}
 HOURS=${HOURS:-2.0}
-what=${1:?patch|whole|slab|cube|subset N|ellipses|ellipses-whole|paper-gpu}; shift
+what=${1:?patch|whole|slab|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu}; shift
 common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
 case "$what" in
   patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
@@ -28,6 +28,11 @@ case "$what" in
     exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode cube --features 24 48 80 --patch-sizes 16 32 \
       --patch-probs 0.4 0.6 --batch 4 --precision bf16 --budget-hours 1.6 --checkpoint-minutes 5 \
       --out "$RUNS/chest128_cube" --export checkpoints/chest128_cube.pt "$@" ;;
+  lowres)  # issue 17: the coarse prior of the two-scale prior, a 3D prior on the training block block-averaged by 4
+          # per axis (100x128x128 -> 25x32x32), cubes 8^3 / 16^3 (16 <= 25 slices), features 16/32/64, 0.4 CPU-h in bf16
+    exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode cube --downsample 4 --features 16 32 64 \
+      --patch-sizes 8 16 --patch-probs 0.4 0.6 --batch 8 --precision bf16 --budget-hours 0.4 --checkpoint-minutes 5 \
+      --out "$RUNS/chest32_lowres" --export checkpoints/chest32_lowres.pt "$@" ;;
   subset)  # data-size study: the patch prior on N of the training slices (N = 12, 25, 50 or 100)
     n=${1:?subset N}; shift
     exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --subset "$n" \

@@ -1,16 +1,20 @@
 """Priors over a whole image or volume built from a loaded checkpoint: the tile geometry a
-checkpoint implies (its largest trained patch, slabs folded into channels, slice jumps)."""
+checkpoint implies (its largest trained patch, slabs folded into channels, slice jumps), and the
+two-scale prior of a fine patch prior and a low-resolution prior (:func:`two_scale_prior_from`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from padis3d.errors import PadisError
-from padis3d.priors.checkpoint import Prior
+from padis3d.priors.checkpoint import Prior, load_prior
 from padis3d.priors.patch import PatchPrior
 from padis3d.priors.slice_jump import SliceJumpPrior
+from padis3d.priors.two_scale import TwoScalePrior, coarse_shape
 
 
 def patch_prior_from(prior: Prior, image_shape: Sequence[int] | None = None, tile: int | str | None = "auto",
@@ -61,3 +65,62 @@ def volume_prior_from(prior: Prior, volume_shape: Sequence[int], tile: int | str
                               min_shifts=(k, 1, 1), **limits)
     return PatchPrior(denoiser, volume_shape, (k, int(tile), int(tile)), fold_axes=(0,), min_shifts=(k, 1, 1),
                       **limits)
+
+
+def downsample_factor(prior: Prior, dims: int) -> tuple[int, ...]:
+    """The per-axis factor of a prior trained with ``padis3d train --downsample F`` (its meta's
+    ``downsample``) over a ``dims``-D image; a 2D prior over a volume averages in-plane only
+    (``(1, F, F)``: it denoises slice by slice)."""
+    factor = [int(v) for v in prior.meta.get("downsample") or []]
+    if not factor or max(factor) <= 1:
+        raise PadisError(f"{prior.path} was trained at full resolution (no 'downsample' > 1 in its meta): the "
+                         f"coarse prior of a two-scale prior is trained with 'padis3d train --downsample F'")
+    if len(factor) > dims:
+        raise PadisError(f"{prior.path} is a {len(factor)}D prior; it cannot be the coarse prior of a {dims}D image")
+    return (1,) * (dims - len(factor)) + tuple(factor)
+
+
+def _prior_over(prior: Prior, shape: tuple[int, ...], **limits: Any) -> PatchPrior:
+    """A loaded checkpoint as a prior over ``shape``: tiles (2D image), cubes, slabs or slices (volume)."""
+    if len(shape) == 3:
+        return volume_prior_from(prior, shape, **limits)
+    return patch_prior_from(prior, shape, **limits)
+
+
+def two_scale_prior_from(fine: str | Path | Prior | Any, coarse: str | Path | Prior, volume_shape: Sequence[int], *,
+                         device: str | torch.device | None = "cpu", precision: str = "fp32",
+                         **limits: Any) -> TwoScalePrior:
+    """A :class:`padis3d.priors.two_scale.TwoScalePrior` over an image or volume ``volume_shape``
+    (``(Z, Y, X)`` or ``(Y, X)``).
+
+    fine: a checkpoint file or loaded prior, made into a prior over ``volume_shape`` as
+    :func:`volume_prior_from` (cubes, slabs, slices) or :func:`patch_prior_from` (2D) do; or a
+    prior already built over that shape (a PatchPrior, a SliceJumpPrior). coarse: a checkpoint
+    trained with ``padis3d train --downsample F`` (file or loaded); its factor comes from the
+    checkpoint meta and it tiles the block-averaged shape ``ceil(volume_shape / f)`` with its
+    largest trained patch. device, precision: for the checkpoints loaded here
+    (:func:`padis3d.priors.checkpoint.load_prior`); limits: ``max_batch``, ``memory_budget``,
+    ``device`` of the tiles, as for :class:`PatchPrior`, for both scales.
+    """
+    shape = tuple(int(n) for n in volume_shape)
+    if len(shape) not in (2, 3):
+        raise PadisError(f"a two-scale prior is over a 2D image or a 3D volume, got the shape {shape}")
+    if isinstance(fine, (str, Path)):
+        fine = load_prior(fine, device=device, precision=precision)
+    if isinstance(fine, Prior):
+        fine = _prior_over(fine, shape, **limits)
+    grid = getattr(fine, "grid", None)
+    if grid is not None and tuple(grid.shape) != shape:
+        raise PadisError(f"the fine prior is over {tuple(grid.shape)}, not the two-scale prior's {shape}")
+    if isinstance(coarse, (str, Path)):
+        coarse = load_prior(coarse, device=device, precision=precision)
+    factor = downsample_factor(coarse, len(shape))
+    small = coarse_shape(shape, factor)
+    if all(s is None for s in coarse.patch_sizes):
+        if coarse.config.spatial_dims != len(shape):
+            raise PadisError(f"{coarse.path} is a whole-image {coarse.config.spatial_dims}D prior; over a "
+                             f"{len(shape)}D volume the coarse prior must be a patch or cube prior")
+        coarse_prior = patch_prior_from(coarse, small, tile=None, **limits)
+    else:
+        coarse_prior = _prior_over(coarse, small, **limits)
+    return TwoScalePrior(fine, coarse_prior, factor)

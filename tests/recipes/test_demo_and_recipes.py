@@ -90,14 +90,31 @@ def test_paper2d_smoke_fills_every_cell_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
+    from tests.prior.test_two_scale_factory import save
+
     out = tmp_path / "la3d"
-    cmd = [sys.executable, str(ROOT / "recipes" / "limited_angle_3d.py"), "--smoke", "--no-progress", "--out", str(out)]
+    cube = save(tmp_path / "cube.pt", 3, 8, [100, 32, 32], [1, 1, 1], 0)  # tiny untrained 3D priors: the plumbing
+    lowres = save(tmp_path / "lowres.pt", 3, 4, [25, 8, 8], [4, 4, 4], 1)
+    cmd = [sys.executable, str(ROOT / "recipes" / "limited_angle_3d.py"), "--smoke", "--no-progress", "--out", str(out),
+           "--cube", str(cube), "--lowres", str(lowres)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     store = json.loads((out / "results.json").read_text())
     assert list(store["results"]) == ["FBP-Hann", "ADMM-TV 3D", "2D patch prior, slice by slice", "slab prior",
-                                      "slab prior + slice-jump slabs"]
+                                      "slab prior + slice-jump slabs", "cube prior", "two-scale prior"]
+    two = store["results"]["two-scale prior"]
+    assert two["settings"]["two_scale_fine"] == "slab" and two["settings"]["lowres_prior"] == str(lowres)
+    assert set(two["checkpoint_steps"]) == {"chest128_slab3.pt", "lowres.pt"}
+    assert store["results"]["cube prior"]["checkpoint_steps"] == {"cube.pt": None}
+    for row, r in store["results"].items():  # each row's own process: its peak is above its set-up's
+        assert 100 < r["setup_rss_mb"] <= r["peak_rss_mb"] < 4000, (row, r)
+    table = (out / "table.md").read_text()
+    assert "| seconds | peak MiB |" in table and "VmHWM" in table
+    assert f"| {store['results']['cube prior']['peak_rss_mb']:.0f} |" in table.split("| cube prior |")[1].split("\n")[0]
+    for name in ("cube_prior", "two-scale_prior"):
+        rec = np.load(out / f"{name}.npy")
+        assert rec.shape == (8, 32, 32) and np.isfinite(rec).all()
     from padis3d.metrics import volume_metrics
     from padis3d.operators import ParallelBeam3D
     truth = chest_ct_slices(range(110, 118), 32)
@@ -117,6 +134,13 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     assert recomputed == {"slab prior", "slab prior + TV along z", "slab prior + SS"}
     after = json.loads((out / "results.json").read_text())["results"]
     assert list(after) == ["FBP-Hann", "ADMM-TV 3D", "slab prior", "slab prior + TV along z", "slab prior + SS"]
+    # the two-scale prior on the cube prior: recomputed (its fine prior is one of its settings)
+    cube_fine = subprocess.run(cmd + ["--cg-iters", "2", "--two-scale-fine", "cube", "--rows", "cube prior",
+                                      "two-scale prior"], env=env, capture_output=True, text=True, timeout=600)
+    assert cube_fine.returncode == 0, cube_fine.stderr[-2000:]
+    two = json.loads((out / "results.json").read_text())["results"]["two-scale prior"]
+    assert two["settings"]["two_scale_fine"] == "cube" and "slab_prior" not in two["settings"]
+    assert set(two["checkpoint_steps"]) == {"cube.pt", "lowres.pt"}
     adapted, plain = (np.load(out / f"{name}.npy") for name in ("slab_prior_+_SS", "slab_prior"))
     assert np.isfinite(adapted).all() and np.abs(adapted - plain).max() > 1e-6  # the adapted prior changed it
     assert after["ADMM-TV 3D"] == store["results"]["ADMM-TV 3D"]

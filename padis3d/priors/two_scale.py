@@ -151,18 +151,20 @@ class TwoScalePrior:
         return d_fine + self.fine.embed(upsample_nearest(coarse_image - block_average(image, self.factor),
                                                          self.factor, image.shape[2:]))
 
-    def _coarse_kwargs(self, generator: torch.Generator | None) -> dict[str, Any]:
-        """One random shift of the coarse prior's grid (none for a prior without tiles), for both passes."""
+    def _coarse_kwargs(self, generator: torch.Generator | None, shift: Sequence[int] | None = None
+                       ) -> dict[str, Any]:
+        """One (given or random) shift of the coarse prior's grid (none for a prior without tiles), for both passes."""
         grid = getattr(self.coarse, "grid", None)
-        return {} if grid is None else {"shift": grid.random_shift(generator)}
+        return {} if grid is None else {"shift": grid.random_shift(generator) if shift is None else tuple(shift)}
 
     def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """``D(x; σ)`` on the fine canvas ``(B, C, *state_shape)``; ``shift``: the fine prior's grid shift."""
+                generator: torch.Generator | None = None, coarse_shift: Sequence[int] | None = None) -> torch.Tensor:
+        """``D(x; σ)`` on the fine canvas ``(B, C, *state_shape)``; ``shift``, ``coarse_shift``: the fine and
+        coarse priors' grid shifts (default: drawn from ``generator``, the fine one first)."""
         d = self.fine.denoise(x, sigma, shift=shift, generator=generator)
         xc = self._coarse_state(x)
         sc = self.coarse_sigma(sigma, xc.ndim - 2)
-        dc = self.coarse.crop(self.coarse.denoise(xc, sc, **self._coarse_kwargs(generator)))
+        dc = self.coarse.crop(self.coarse.denoise(xc, sc, **self._coarse_kwargs(generator, coarse_shift)))
         return self._combine(d, dc)
 
     def score(self, x: torch.Tensor, sigma: float, **kwargs: Any) -> torch.Tensor:

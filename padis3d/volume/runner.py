@@ -9,6 +9,11 @@ is written to the other of two state buffers; (3) the step index is committed at
 An operator that is not separable by slice (cone beam) gets the whole image region at once in
 step (2) (``separable=False``: the volume and its projections must fit in memory), while the
 denoiser and the re-noising still stream band by band.
+A two-scale prior (:class:`padis3d.priors.two_scale.TwoScalePrior` around a PatchPrior) adds,
+between (1) and (2), its coarse term ``U [D_c(B x; σ_c) - B D_f]``: one pass over the bands sums
+the blocks of the state and of ``D`` (both block averages, ``1 / f³`` of the voxels, are held in
+memory), the coarse prior denoises in memory, and step (2) adds the upsampled correction to each
+band's ``D`` as it reads it; so the memory stays flat in the slices up to the coarse volume.
 A run killed at any moment resumes from the last committed step and, because every random
 draw is a pure function of ``(seed, step, band)``, ends with exactly the uninterrupted result.
 dask schedules the band work: threads by default, or a ``distributed.Client``.
@@ -32,6 +37,7 @@ import zarr
 from padis3d.atomic import is_disk_full, write_json
 from padis3d.errors import PadisError
 from padis3d.priors.patch import PatchPrior
+from padis3d.priors.two_scale import TwoScalePrior, axis_factors, block_average, block_sizes, upsample_nearest
 from padis3d.solvers.dds import data_consistency
 from tiling import map_tiles_store, plan_batch, tile_bytes
 from tiling.store import store_tile_budget
@@ -86,7 +92,7 @@ def whole_volume_bytes(volume: tuple[int, ...], projections: tuple[int, ...]) ->
     return 4 * (8 * math.prod(volume) + 3 * math.prod(projections))
 
 
-SHIFTS, NOISE = 1, 2  # independent random streams
+SHIFTS, NOISE, COARSE_SHIFTS = 1, 2, 3  # independent random streams
 
 
 def _rng(*key: int) -> torch.Generator:
@@ -127,7 +133,8 @@ def check_resumable(work_dir: str | Path, settings: VolumeSettings, key: str | N
 class VolumeRun:
     """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
 
-    def __init__(self, prior: PatchPrior, slice_operator: Any, y: np.ndarray | zarr.Array, work_dir: str | Path,
+    def __init__(self, prior: PatchPrior | TwoScalePrior, slice_operator: Any, y: np.ndarray | zarr.Array,
+                 work_dir: str | Path,
                  settings: VolumeSettings, scheduler: Any = None, tag: str = "", separable: bool = True,
                  restart: bool = False):
         """``y``: measurements ``(Z, *slice_operator.out_shape)``; ``tag``: an identity of their
@@ -135,7 +142,17 @@ class VolumeRun:
         rerun to resume instead of starting over. ``separable=False``: ``slice_operator`` maps the
         whole volume ``(1, 1, Z, Y, X) -> (1, 1, *out_shape)`` and ``y`` has its ``out_shape``.
         A work folder with progress of another run is refused (:func:`check_resumable`) unless
-        ``restart``, which starts this run over it."""
+        ``restart``, which starts this run over it. ``prior``: a PatchPrior, or a TwoScalePrior whose
+        fine prior is one (its coarse prior runs in memory on the block averages)."""
+        self.coarse: Any = None
+        self.factor: tuple[int, ...] = (1, 1, 1)
+        self._correction: torch.Tensor | None = None
+        if isinstance(prior, TwoScalePrior):
+            if type(prior.fine) is not PatchPrior:
+                raise PadisError(f"the out-of-core volume run streams a two-scale prior's fine prior as a plain "
+                                 f"PatchPrior, got {type(prior.fine).__name__}")
+            self.coarse, self.factor = prior.coarse, axis_factors(prior.factor, len(prior.fine.grid.shape))
+            prior = prior.fine
         g = prior.grid
         if g.ndim != 3:
             raise PadisError(f"a volume run needs a 3D prior grid, got {g}")
@@ -165,6 +182,8 @@ class VolumeRun:
                                  f"memory budget of {settings.memory_budget / 2**20:.2f} MiB; raise the budget")
         self.dir = Path(work_dir)
         identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
+        if self.coarse is not None:
+            identity["coarse"] = {"grid": repr(getattr(self.coarse, "grid", None)), "factor": list(self.factor)}
         if not separable:
             identity["operator"] = repr(slice_operator)
         if tag:
@@ -251,6 +270,8 @@ class VolumeRun:
         x, d = torch.from_numpy(src[a:b]).double(), torch.from_numpy(self.denoised[a:b]).double()
         mz = g.pad[0]
         lo, hi = max(a, mz), min(b, mz + g.shape[0])  # image slices inside this band
+        if self._correction is not None and hi > lo:  # the two-scale prior's coarse term
+            d[(slice(lo - a, hi - a), *g.image_slices()[1:])] += self._upsampled_correction(lo - mz, hi - mz)
         corrected = d.clone()
         if hi > lo and not self.separable:
             inner = (slice(lo - a, hi - a), *g.image_slices()[1:])
@@ -270,8 +291,61 @@ class VolumeRun:
         """The data step on the whole image region of ``denoised`` (non-separable operators)."""
         g, s = self.prior.grid, self.settings
         d = torch.from_numpy(np.asarray(self.denoised[g.image_slices()], dtype=np.float32))[None, None]
+        if self._correction is not None:
+            d = d + self._upsampled_correction(0, g.shape[0]).float()
         y = torch.from_numpy(np.asarray(self.y[...], dtype=np.float32))[None, None]
         return data_consistency(self.op, y, d, s.rho, s.cg_iters)[0, 0].numpy()
+
+    # -- the two-scale prior's coarse term ------------------------------------------------------
+    def _block_sums_band(self, src: zarr.Array, a: int, b: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Block sums of the state and of ``D`` over the image slices in canvas rows ``[a, b)``:
+        ``(first coarse slice k0, sums of x (n, Yc, Xc), sums of D)`` float64, or None outside the image."""
+        g = self.prior.grid
+        mz, fz = g.pad[0], self.factor[0]
+        lo, hi = max(a, mz), min(b, mz + g.shape[0])
+        if hi <= lo:
+            return None
+        region = (slice(lo, hi), *g.image_slices()[1:])
+        k = torch.arange(lo - mz, hi - mz) // fz
+        k0 = int(k[0])
+        out = []
+        for arr in (src, self.denoised):
+            v = torch.from_numpy(np.asarray(arr[region], dtype=np.float32)).double()[None, None]
+            in_plane = block_average(v, (1, *self.factor[1:])) * block_sizes(v.shape[2:], (1, *self.factor[1:]))
+            sums = torch.zeros((int(k[-1]) - k0 + 1, *in_plane.shape[3:]), dtype=torch.float64)
+            out.append(sums.index_add_(0, k - k0, in_plane[0, 0]).numpy())
+        return k0, out[0], out[1]
+
+    def _coarse_term(self, step: int, src: zarr.Array) -> torch.Tensor:
+        """``D_c(B x; σ_c) - B D_f`` ``(Zc, Yc, Xc)`` float64 for level ``step``: block sums band by band,
+        the coarse prior in memory (its grid shift a pure function of ``(seed, step)``)."""
+        g, s = self.prior.grid, self.settings
+        parts = [dask.delayed(self._block_sums_band)(src, a, b) for a, b in self._bands()]
+        if self.scheduler is None or isinstance(self.scheduler, str):
+            done = dask.compute(*parts, scheduler=self.scheduler or "threads",
+                                **({"num_workers": 1} if s.memory_budget is not None else {}))
+        else:
+            done = self.scheduler.compute(parts, sync=True)
+        m = block_sizes(g.shape, self.factor)[0, 0]
+        bx, bd = torch.zeros_like(m), torch.zeros_like(m)
+        for part in done:
+            if part is not None:
+                k0, sx, sd = part
+                bx[k0:k0 + len(sx)] += torch.from_numpy(sx)
+                bd[k0:k0 + len(sd)] += torch.from_numpy(sd)
+        bx, bd = bx / m, bd / m
+        sigma = float(s.sigmas()[step]) / math.sqrt(math.prod(self.factor))
+        grid = getattr(self.coarse, "grid", None)
+        kw = {} if grid is None else {"shift": grid.random_shift(_rng(s.seed, COARSE_SHIFTS, step))}
+        dc = self.coarse.crop(self.coarse.denoise(self.coarse.embed(bx.float()[None, None]), sigma, **kw))
+        return dc[0, 0].double() - bd
+
+    def _upsampled_correction(self, i0: int, i1: int) -> torch.Tensor:
+        """``U`` of the coarse term on image slices ``[i0, i1)``: ``(i1 - i0, Y, X)`` float64."""
+        g, fz = self.prior.grid, self.factor[0]
+        k0, k1 = i0 // fz, (i1 - 1) // fz + 1
+        up = upsample_nearest(self._correction[k0:k1][None, None], self.factor, ((k1 - k0) * fz, *g.shape[1:]))
+        return up[0, 0, i0 - k0 * fz:i1 - k0 * fz]
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, output: zarr.Array, callback: Callable[[dict], None] | None = None) -> zarr.Array:
@@ -284,6 +358,19 @@ class VolumeRun:
         except OSError as exc:
             raise self._disk_error(exc) if is_disk_full(exc) else exc
 
+    def _denoise_level(self, step: int, src: zarr.Array) -> None:
+        """Level ``step``'s denoiser on the state ``src``: the fine prior's ``D_f`` streamed into
+        ``denoised`` and, for a two-scale prior, the coarse term kept for the data step."""
+        g, s = self.prior.grid, self.settings
+        shift = g.random_shift(_rng(s.seed, SHIFTS, step))
+        map_tiles_store(self.prior.tile_fn(float(s.sigmas()[step])), src, g, shift, self.denoised,
+                        memory_budget=s.memory_budget, max_batch=self.prior.limits["max_batch"],
+                        device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
+                        scheduler=self.scheduler,
+                        fn_bytes_per_tile=0 if s.memory_budget is None else self.prior.network_bytes())
+        if self.coarse is not None:
+            self._correction = self._coarse_term(step, src)
+
     def _levels(self, output: zarr.Array, callback: Callable[[dict], None] | None) -> zarr.Array:
         g, s = self.prior.grid, self.settings
         sigmas = s.sigmas()
@@ -292,16 +379,11 @@ class VolumeRun:
             self._run(self._initial_band)
         for step in range(start, s.steps):
             src, dst = self.states[step % 2], self.states[(step + 1) % 2]
-            shift = g.random_shift(_rng(s.seed, SHIFTS, step))
-            map_tiles_store(self.prior.tile_fn(float(sigmas[step])), src, g, shift, self.denoised,
-                            memory_budget=s.memory_budget, max_batch=self.prior.limits["max_batch"],
-                            device=self.prior.limits["device"], fold_axes=self.prior.fold_axes,
-                            scheduler=self.scheduler,
-                            fn_bytes_per_tile=0 if s.memory_budget is None else self.prior.network_bytes())
+            self._denoise_level(step, src)
             if not self.separable:
                 self._estimate = self._whole_volume_consistency()
             self._run(self._step_band, step, src, dst)
-            self._estimate = None
+            self._estimate = self._correction = None
             self._commit(step + 1)
             _forget_task_names()
             if callback is not None:

@@ -42,6 +42,7 @@ def test_the_factor_comes_from_the_meta_and_each_scale_does_its_part(files):
     shape = (10, 16, 16)  # 10 slices: the last coarse slice is a partial block of 2
     two = two_scale_prior_from(files["fine"], files["coarse"], shape)
     assert two.factor == (4, 4, 4) and two.coarse.grid.shape == (3, 4, 4) and two.coarse.grid.tile == (4, 4, 4)
+    assert two_scale_prior_from(files["fine"], files["coarse"], shape, tile=2).coarse.grid.tile == (2, 2, 2)
     assert isinstance(two.fine, PatchPrior) and two.fine.grid.shape == shape and two.fine.grid.tile == (8, 8, 8)
     assert two.state_shape == two.fine.state_shape
     x = two.embed(torch.rand(1, 1, *shape, generator=torch.Generator().manual_seed(0)))
@@ -78,3 +79,18 @@ def test_a_2d_coarse_prior_averages_in_plane_and_bad_pairs_are_refused(files):
         two_scale_prior_from(volume_prior_from(load_prior(files["fine"]), (12, 16, 16)), files["coarse"], (10, 16, 16))
     with pytest.raises(PadisError, match="3D prior; it cannot be the coarse prior of a 2D image"):
         two_scale_prior_from(files["fine"], files["coarse"], (16, 16))
+
+
+def test_the_coarse_tile_is_no_deeper_than_twice_the_coarse_slices(tmp_path):
+    from padis3d.priors.factory import coarse_tile
+
+    path = save(tmp_path / "low.pt", 3, 8, [25, 32, 32], [4, 4, 4], 4)
+    prior = load_prior(path)
+    prior.meta["patch_sizes"] = [8, 16]
+    assert coarse_tile(prior, (25, 32, 32)) == 16 and coarse_tile(prior, (8, 32, 32)) == 16
+    assert coarse_tile(prior, (6, 32, 32)) == 8 and coarse_tile(prior, (3, 32, 32)) == 8  # the test block: 6
+    assert two_scale_prior_from(files_fine(tmp_path), prior, (23, 16, 16)).coarse.grid.tile == (8, 8, 8)
+
+
+def files_fine(root):
+    return save(root / "fine.pt", 3, 8, [16, 16, 16], [1, 1, 1], 0)

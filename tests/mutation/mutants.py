@@ -29,6 +29,7 @@ SOLVERS = ("tests/solvers/test_dds_by_hand.py", "tests/solvers/test_gaussian_clo
 BASELINES = ("tests/operators/test_baselines.py", "tests/solvers/test_dds_by_hand.py")
 ATOMIC = ("tests/prior/test_prior_formulas.py", "tests/reliability/test_determinism_resources.py")
 VOLUME = ("tests/volume/test_volume_run.py", "tests/reliability/test_outputs.py")
+TWO_SCALE = ("tests/prior/test_two_scale.py", "tests/volume/test_volume_two_scale.py")
 
 MUTANTS: list[Mutant] = [
     # tiling/: geometry, positions, extraction and scatter
@@ -129,4 +130,12 @@ MUTANTS: list[Mutant] = [
     Mutant("first band of the volume skipped", "padis3d/volume/runner.py",
            "return [(a, min(a + b, n)) for a in range(0, n, b)]",
            "return [(a, min(a + b, n)) for a in range(b, n, b)]", VOLUME),
+    # the two-scale prior (issue 17): partial blocks, the VJP's block-size weights, the runner's coarse term
+    Mutant("two-scale: a partial block divided by f", "padis3d/priors/two_scale.py",
+           "counts[-1] = n - (k - 1) * f", "counts[-1] = f", TWO_SCALE),
+    Mutant("two-scale: VJP without Uᵀ = m B", "padis3d/priors/two_scale.py",
+           'held["coarse_v"] = m * coarse_v  # Uᵀ C v', 'held["coarse_v"] = m.mean() * coarse_v  # Uᵀ C v',
+           TWO_SCALE),
+    Mutant("two-scale run: the correction of the band's first slices", "padis3d/volume/runner.py",
+           "return up[0, 0, i0 - k0 * fz:i1 - k0 * fz]", "return up[0, 0, :i1 - i0]", TWO_SCALE),
 ]

@@ -103,11 +103,16 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--eta", type=PROBABILITY, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
     a("--rho", type=nonneg_float(), default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
     a("--cg-iters", type=int_range(0, 100_000), default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
+    a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
+      "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
     v.add_argument("--slices", type=NONNEG_COUNT, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
     v.add_argument("--denoiser", choices=("tweedie", "dds"), default="tweedie",
                    help="denoise: the prior's posterior mean at the noise level, one network pass (default), "
                         "or DDS sampling from noise (--steps, --sigma-max, --rho, --cg-iters)")
+    v.add_argument("--lowres", type=nonempty_text, default=None, metavar="PRIOR",
+                   help="a low-resolution prior (trained with 'padis3d train --downsample F') for the coarse structure: "
+                        "with --checkpoint for the detail, the two-scale prior (padis3d.priors.two_scale), out of core")
     v.add_argument("--band", type=COUNT, default=16, help="slices per chunk of work and zarr chunk (default 16)")
     v.add_argument("--work-dir", type=path_option, default=None, help="state buffers for resuming (default OUT/work); "
                    "rerunning the same command continues from the last finished step")
@@ -243,7 +248,7 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
 
 # -- sampler settings from the options (the defaults table, padis3d/solvers/defaults.py) ------
 CLI_FIELDS = ("steps", "inner", "sigma_max", "sigma_min", "schedule", "step_rule", "step_size", "zeta", "epsilon",
-              "eta", "rho", "cg_iters", "init")
+              "eta", "rho", "cg_iters", "init", "order")
 
 
 def cli_task(task: str, views: int | None = None) -> str:
@@ -270,7 +275,14 @@ def settings_from_args(args: Any, default: Any) -> Any:
 def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     """What ``padis3d reconstruct`` writes and reads (claimed before any work by :mod:`padis3d.cli.outputs`)."""
     check_adapt_options(args, volume=args.task in VOLUME_TASKS)
-    inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured, args.adapter)
+    if args.order != 1 and (args.sampler != "dds" or args.task in VOLUME_TASKS):
+        raise PadisError(f"--order {args.order} is DDS's Heun-style step on 2D tasks; got --sampler {args.sampler} "
+                         f"--task {args.task} (the volume runner takes first-order steps)")
+    if args.lowres is not None and args.task not in VOLUME_TASKS:
+        raise PadisError(f"--lowres (the two-scale prior) is for the volume tasks {', '.join(VOLUME_TASKS)}, "
+                         f"got --task {args.task}")
+    inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured, args.adapter,
+                                                                       args.lowres)
     if args.task in VOLUME_TASKS:
         from padis3d.cli.volume import volume_outputs
 

@@ -207,6 +207,14 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     loaded = load_prior(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
     prior = volume_prior_from(loaded, shape, tile, max_batch=args.max_batch)
     weights_mb = model_mb(loaded.model)
+    lowres = None
+    if args.lowres is not None:  # the two-scale prior: the coarse prior runs in memory on the block averages
+        from padis3d.priors.factory import two_scale_prior_from
+
+        lowres = load_prior(args.lowres, device=resolve_device(args.device), precision=args.precision)
+        prior = two_scale_prior_from(prior, lowres, shape, max_batch=args.max_batch)
+        weights_mb += model_mb(lowres.model)
+    fine = prior.fine if lowres is not None else prior
     tweedie = args.task == "denoise" and args.denoiser == "tweedie"
     if tweedie and not noise > 0:
         raise PadisError(f"--denoiser tweedie denoises at the noise level: give --noise > 0, got {noise}")
@@ -216,7 +224,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     method = "tweedie" if tweedie else "dds"
     if tweedie:  # the noisy volume is the state at σ = noise: one denoiser pass, no data step
         settings = replace(settings, sigma_max=noise, sigma_min=noise / 2, steps=1, cg_iters=0, init="measurements")
-    check_volume_budget(prior, settings)  # measures the network's activations per tile (cached)
+    check_volume_budget(fine, settings)  # measures the network's activations per tile (cached)
     release_free_memory()  # that measurement's freed buffers
     # the fixed overhead: interpreter, libraries, allocator and the ready prior, before any band work
     overhead_mb = vm_rss_mb() - weights_mb
@@ -242,7 +250,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
 
         scheduler = Client(args.scheduler)
     # a resumed run continues with the same prior and precision (mixing them mid-run is refused)
-    prior_tag = f"prior {Path(args.checkpoint).resolve()} precision {loaded.precision}"
+    prior_tag = f"prior {Path(args.checkpoint).resolve()} precision {loaded.precision}" + (
+        "" if lowres is None else f" lowres {Path(args.lowres).resolve()}")
     if cone is None:
         run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=f"{prep.key} {prior_tag}",
                         restart=args.restart)
@@ -282,7 +291,10 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     write_json(args.out / "report.json", {
         "input": str(source.source), "task": args.task, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
-        "tile": list(prior.grid.tile), "precision": loaded.precision, "resumed_from_step": done, "prepared_reused": prep.reused,
+        "tile": list(fine.grid.tile), "precision": loaded.precision,
+        "lowres": None if lowres is None else {"checkpoint": str(args.lowres), "factor": list(prior.factor),
+                                               "coarse_tile": list(prior.coarse.grid.tile)},
+        "resumed_from_step": done, "prepared_reused": prep.reused,
         "seconds": seconds, "metrics": metrics,
         "metrics_method": "every axial, coronal and sagittal plane, streamed over bands of axial slices "
                           "(volume_metrics_banded: equal to volume_metrics up to float rounding)",

@@ -112,3 +112,25 @@ def test_tweedie_denoiser_is_one_pass_from_the_noisy_volume(files, volume, tmp_p
     assert (s["init"], s["steps"], s["sigma_max"], s["cg_iters"]) == ("measurements", 1, 0.1, 0)
     assert run(files, volume, tmp_path / "z", "--denoiser", "tweedie", "--noise", "0") == 2
     assert not (tmp_path / "z").exists()
+
+
+def test_two_scale_prior_out_of_core_with_lowres(files, volume, tmp_path, capsys):  # noqa: F811
+    from tests.prior.test_two_scale_factory import save
+
+    low = save(tmp_path / "low.pt", 2, 4, [16, 16], [2, 2], 5)  # a tiny in-plane low-resolution prior
+    assert run(files, volume, tmp_path / "two", "--lowres", str(low)) == 0
+    report = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert report["lowres"] == {"checkpoint": str(low), "factor": [1, 2, 2], "coarse_tile": [1, 4, 4]}
+    assert run(files, volume, tmp_path / "one") == 0
+    two, one = (np.asarray(nib.load(tmp_path / d / "reconstruction.nii.gz").dataobj) for d in ("two", "one"))
+    assert np.abs(two - one).max() > 1.0  # HU: the coarse prior changed the result
+    assert run(files, volume, tmp_path / "two", "--lowres", str(low)) == 0  # resumes: nothing left to run
+    assert json.loads((tmp_path / "two" / "report.json").read_text())["resumed_from_step"] == 3
+    capsys.readouterr()
+    assert run(files, volume, tmp_path / "two") == 2  # the same folder without the coarse prior: another run
+    assert "other input, geometry, prior or precision" in capsys.readouterr().err
+    assert cli.main(["reconstruct", "--task", "ct", "--checkpoint", str(files / "tiny.pt"), "--lowres", str(low),
+                     "--out", str(tmp_path / "2d"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lowres (the two-scale prior) is for the volume tasks" in err[0]
+    assert not (tmp_path / "2d").exists()

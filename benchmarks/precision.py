@@ -7,8 +7,10 @@ side by side in one run, one thread. Run by hand (ratios are printed, never asse
 (a) one network evaluation of 9 tiles of 48² (one 128² slice), ``torch.inference_mode``:
     median of interleaved repeats, so background load hits every variant alike; largest
     difference of the denoised tiles from fp32;
-(b) ``padis3d demo`` end to end (the default DDS demo on test slices 115 and 125) in fp32 and
-    bf16, one after the other: seconds and PSNR/SSIM of every method;
+(b) ``padis3d demo`` end to end (the DDS demo on test slices 115 and 125), one after the other:
+    ``before`` = the demo before issue 16 (fp32, DDS 100 levels from noise at σ = 10, η = 0.85),
+    ``fp32`` and ``bf16`` = today's defaults (DDS 50 levels from the FBP at σ = 0.5, η = 1) in each
+    precision: seconds and PSNR/SSIM of every method, ratios against ``before``;
 (c) training at the ``cpu`` preset (128² chest CT training slices, patches 16/32/48, batch 8)
     for ``--train-seconds`` CPU seconds each: steps per CPU second and the loss at equal steps
     (the same seed, so both see the same batches).
@@ -59,19 +61,22 @@ def evaluation_times(repeats: int) -> tuple[dict[str, float], dict[str, float]]:
     return {k: statistics.median(v) for k, v in times.items()}, diff
 
 
+DEMO_BEFORE = {"precision": "fp32", "steps": 100, "sigma_max": 10.0, "eta": 0.85, "init": "noise"}
+
+
 def demo_runs(quick: bool) -> dict[str, dict]:
-    """``run_demo`` in fp32 and bf16 (the default config; ``quick``: the smoke config)."""
+    """``run_demo`` before issue 16 and with today's defaults in fp32 and bf16 (``quick``: smoke configs)."""
     from padis3d.cli.demo import DemoConfig, run_demo
 
     out = {}
-    for precision in ("fp32", "bf16"):
-        cfg = replace(DemoConfig(), precision=precision)
+    for name, change in (("before", DEMO_BEFORE), ("fp32", {"precision": "fp32"}), ("bf16", {"precision": "bf16"})):
+        cfg = replace(DemoConfig(), **change)
         cfg = cfg.smoke() if quick else cfg
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             report = run_demo(tmp, cfg, progress=False)
         report["total_seconds"] = time.perf_counter() - t0
-        out[precision] = report
+        out[name] = report
     return out
 
 
@@ -124,16 +129,20 @@ def main() -> None:
     if not args.skip_demo:
         runs = demo_runs(args.quick)
         say(f"\n(b) padis3d demo end to end{' (SMOKE config)' if args.quick else ''}: mean over slices "
-            f"{runs['fp32']['config']['slices']}")
-        say(f"{'method':<11} {'fp32 PSNR/SSIM':>16} {'bf16 PSNR/SSIM':>16} {'dPSNR':>7} {'fp32 s':>7} {'bf16 s':>7} "
-            f"{'x':>5}")
-        for name, m in runs["fp32"]["mean"].items():
-            b = runs["bf16"]["mean"][name]
-            say(f"{name:<11} {m['psnr']:>9.2f}/{m['ssim']:.3f} {b['psnr']:>9.2f}/{b['ssim']:.3f} "
-                f"{b['psnr'] - m['psnr']:>+7.3f} {m['seconds']:>7.1f} {b['seconds']:>7.1f} "
-                f"{m['seconds'] / max(b['seconds'], 1e-9):>5.2f}")
-        t32, t16 = runs["fp32"]["total_seconds"], runs["bf16"]["total_seconds"]
-        say(f"demo total: fp32 {t32:.1f} s, bf16 {t16:.1f} s, ratio {t32 / t16:.2f}x")
+            f"{runs['fp32']['config']['slices']}; before = fp32, DDS 100 levels from noise (σ 10, η 0.85); "
+            "fp32 / bf16 = today's DDS 50 levels from the FBP (σ 0.5, η 1)")
+        say(f"{'method':<11} " + " ".join(f"{v + ' PSNR/SSIM':>17} {v + ' s':>8}" for v in runs)
+            + " " + " ".join(f"{'dPSNR ' + v:>11} {'x ' + v:>7}" for v in list(runs)[1:]))
+        for name, m in runs["before"]["mean"].items():
+            cells = " ".join(f"{r['mean'][name]['psnr']:>11.2f}/{r['mean'][name]['ssim']:.3f} "
+                             f"{r['mean'][name]['seconds']:>8.1f}" for r in runs.values())
+            gains = " ".join(f"{runs[v]['mean'][name]['psnr'] - m['psnr']:>+11.3f} "
+                             f"{m['seconds'] / max(runs[v]['mean'][name]['seconds'], 1e-9):>7.2f}"
+                             for v in list(runs)[1:])
+            say(f"{name:<11} {cells} {gains}")
+        total = {v: r["total_seconds"] for v, r in runs.items()}
+        say("demo total: " + ", ".join(f"{v} {t:.1f} s" for v, t in total.items()) + "; before / now: "
+            + ", ".join(f"{v} {total['before'] / total[v]:.2f}x" for v in list(runs)[1:]))
     if not args.skip_train:
         states = training_runs(args.train_seconds, args.quick)
         say(f"\n(c) training, cpu preset (batch 8, patches 16/32/48), {args.train_seconds:.0f} CPU s each, seed 0")

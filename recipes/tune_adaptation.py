@@ -1,8 +1,9 @@
 """Does test-time adaptation help DDS with the shipped chest prior? A small grid (issue 15).
 
 On chest CT TRAINING slices only (0-99; the test slices 110-132 are refused), one task (default
-CT 20, noiseless unless ``--ct-sigma``), DDS with the CPU defaults (100 geometric levels from
-σ = 10 to 0.005, η = 0.85, 5 CG steps, ρ = 1, noise start), with and without adaptation
+CT 20, noiseless unless ``--ct-sigma``), DDS (``--dds legacy``, the default and the grid's first
+setting: 100 geometric levels from noise at σ = 10 to 0.005, η = 0.85, 5 CG steps, ρ = 1;
+``--dds cpu``: today's CPU defaults, 50 levels from the FBP at σ = 0.5, η = 1), with and without adaptation
 (:class:`padis3d.adapt.TestTimeAdapter`) for each configuration given as
 ``name:mode:rank:lr[:cg]`` (``none`` = plain DDS). Results are appended to ``--out`` (JSON
 lines; a configuration already there is skipped, so an interrupted run resumes).
@@ -42,7 +43,10 @@ from padis3d.solvers.common import init_state
 from padis3d.solvers.dds import dds
 from padis3d.solvers.schedules import geometric_sigmas
 
-DDS_CPU = {"levels": 100, "sigma_max": 10.0, "sigma_min": 0.005, "eta": 0.85, "cg_iters": 5, "rho": 1.0}
+DDS_SETTINGS = {"legacy": {"levels": 100, "sigma_max": 10.0, "sigma_min": 0.005, "eta": 0.85, "cg_iters": 5,
+                           "rho": 1.0, "init": "noise"},
+                "cpu": {"levels": 50, "sigma_max": 0.5, "sigma_min": 0.005, "eta": 1.0, "cg_iters": 5, "rho": 1.0,
+                        "init": "baseline"}}  # padis3d/solvers/defaults.py's DDS cpu row (CT 20)
 
 
 def parse_config(text: str) -> dict:
@@ -61,9 +65,11 @@ def parse_config(text: str) -> dict:
 
 def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, args) -> dict:
     """One DDS run (adapted or not); PSNR/SSIM of the clamped estimate, wall time, adaptation log."""
-    sigmas = geometric_sigmas(DDS_CPU["sigma_max"], DDS_CPU["sigma_min"], args.levels)
+    dds_cfg = DDS_SETTINGS[args.dds]
+    sigmas = geometric_sigmas(dds_cfg["sigma_max"], dds_cfg["sigma_min"], args.levels)
     gen = torch.Generator().manual_seed(args.seed)
-    x = init_state(prior, (1, 1), DDS_CPU["sigma_max"], generator=gen)
+    x = init_state(prior, (1, 1), dds_cfg["sigma_max"], generator=gen,
+                   baseline=task.baseline(y) if dds_cfg["init"] == "baseline" else None)
     tta = None
     if config["settings"] is not None:
         settings = AdaptSettings(**config["settings"], steps=args.steps, first=args.first, every=args.every,
@@ -72,8 +78,8 @@ def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, arg
                                  noise_sigma=args.ct_sigma if args.discrepancy and args.ct_sigma > 0 else None)
         tta = TestTimeAdapter(prior, task.op, y, settings)
     t0 = time.time()
-    out = dds(tta.prior if tta else prior, x, sigmas, operator=task.op, y=y, rho=DDS_CPU["rho"],
-              cg_iters=DDS_CPU["cg_iters"], eta=DDS_CPU["eta"], generator=gen, adapt=tta)
+    out = dds(tta.prior if tta else prior, x, sigmas, operator=task.op, y=y, rho=dds_cfg["rho"],
+              cg_iters=dds_cfg["cg_iters"], eta=dds_cfg["eta"], generator=gen, adapt=tta)
     seconds = time.time() - t0
     est = out.clamp(0, 1)
     record = {"psnr": psnr(est, truth), "ssim": ssim(est[0, 0], truth[0, 0]), "seconds": round(seconds, 1),
@@ -103,6 +109,7 @@ def run_key(text: str, args: argparse.Namespace) -> tuple[dict, str]:
                       "seed": args.seed, "size": args.size, "settings": config["settings"],
                       **({"adapt_levels": args.adapt_levels} if args.adapt_levels else {}),
                       **({"max_sigma": args.max_sigma} if args.max_sigma else {}),
+                      **({"dds": args.dds} if args.dds != "legacy" else {}),
                       **args.prior_identity}, sort_keys=True)
     return config, key
 
@@ -124,7 +131,7 @@ def report_table(path: Path) -> str:
     for r in map(json.loads, path.read_text().splitlines()):
         k = json.loads(r["key"])
         prior = f"{k['prior'].split('_')[0]} ({k['prior_steps']} steps)" if "prior" in k else "chest"
-        rows.append(f"| {prior} | {r['slice']} | {r['config']} | {k['task']} | {k['ct_sigma']:g} | "
+        rows.append(f"| {prior} | {r['slice']} | {r['config']}{' (DDS ' + k['dds'] + ')' if k.get('dds') else ''} | {k['task']} | {k['ct_sigma']:g} | "
                     f"{'yes' if k['discrepancy'] else 'no'} | {k['seed']} | {levels_text(k)} | "
                     f"{r['psnr']:.2f} | {r['ssim']:.4f} | "
                     f"{r.get('adapt_steps', 0)} | {r.get('stopped') or '-'} | {r['seconds']:.0f} |")
@@ -141,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run on this many random-ellipse phantoms (seed 1, held out from --data ellipses' "
                          "seed-0 training set): out of distribution for the chest prior, allowed for tuning")
     ap.add_argument("--configs", nargs="+", default=["none", "lora4:lora:4:1e-3"])
-    ap.add_argument("--levels", type=int, default=DDS_CPU["levels"])
+    ap.add_argument("--dds", choices=tuple(DDS_SETTINGS), default="legacy",
+                    help="DDS settings: legacy (100 levels from noise, the first grid's) or cpu (today's defaults)")
+    ap.add_argument("--levels", type=int, default=None, help="noise levels (default: the --dds setting's)")
     ap.add_argument("--steps", type=int, default=10, help="Adam steps per adapted level")
     ap.add_argument("--first", type=int, default=4)
     ap.add_argument("--every", type=int, default=20)
@@ -156,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--report", action="store_true", help="print --out as a Markdown table and exit")
     args = ap.parse_args(argv)
+    args.levels = args.levels or DDS_SETTINGS[args.dds]["levels"]
     if args.report:
         print(report_table(args.out))
         return 0

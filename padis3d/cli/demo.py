@@ -28,9 +28,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "ches
 class DemoConfig:
     """What the demo runs: test ``slices`` of the bundled chest CT at ``size``², CT ``task``
     (``ct20`` or ``ct8``), ADMM-TV with ``tv_iters`` PDHG iterations, and the patch prior with
-    ``sampler``: ``dds`` (Tweedie estimate + CG data step + DDIM re-noising, ``steps`` network
-    evaluations) or ``padis`` (the paper's Algorithm 1, ``steps x inner`` evaluations, data step
-    ``zeta_norm / ||A||``), from ``sigma_max``; the network computes in ``precision``
+    ``sampler``: ``dds`` (Tweedie estimate + CG data step + re-noising with ``eta``, ``steps`` network
+    evaluations, from the FBP re-noised at ``sigma_max``: the cpu defaults of
+    :mod:`padis3d.solvers.defaults`) or ``padis`` (the paper's Algorithm 1, ``steps x inner``
+    evaluations from noise, data step ``zeta_norm / ||A||``); the network computes in ``precision``
     (:mod:`padis3d.precision`; ``auto``: bf16 where the CPU has it natively)."""
 
     slices: tuple[int, ...] = (115, 125)
@@ -38,9 +39,11 @@ class DemoConfig:
     size: int = 128
     tv_iters: int = 500
     sampler: str = "dds"
-    steps: int = 100
+    steps: int = 50
     inner: int = 1
-    sigma_max: float = 10.0
+    sigma_max: float = 0.5
+    eta: float = 1.0
+    init: str = "baseline"
     zeta_norm: float = 5.0
     pnp_sigma: float = 0.05
     pnp_iters: int = 30
@@ -54,9 +57,10 @@ class DemoConfig:
 
     @classmethod
     def for_sampler(cls, sampler: str, **kw: Any) -> DemoConfig:
-        """Defaults per sampler: DDS 100 levels from σ = 10; PaDIS 40 levels x 5 from σ = 3 (200 evaluations)."""
+        """Defaults per sampler: DDS 50 levels from the FBP at σ = 0.5, η = 1; PaDIS 40 levels x 5 from
+        noise at σ = 3 (200 evaluations)."""
         if sampler == "padis":
-            kw = {"steps": 40, "inner": 5, "sigma_max": 3.0} | kw
+            kw = {"steps": 40, "inner": 5, "sigma_max": 3.0, "init": "noise", "eta": 0.85} | kw
         elif sampler != "dds":
             raise PadisError(f"the demo's samplers are 'dds' and 'padis', got {sampler!r}")
         return cls(sampler=sampler, **kw)
@@ -87,10 +91,10 @@ def _reconstructions(cfg: DemoConfig, x: torch.Tensor, prior: Any, progress: boo
                    iters=cfg.pnp_iters, x0=fbp)
     out["PnP-ADMM"] = (pnp[0, 0].clamp(0, 1).numpy(), time.perf_counter() - t0)
     settings = SamplerSettings(sampler=cfg.sampler, steps=cfg.steps, inner=cfg.inner, sigma_max=cfg.sigma_max,
-                               zeta=cfg.zeta_norm / task.op.norm(), seed=cfg.seed)
+                               eta=cfg.eta, init=cfg.init, zeta=cfg.zeta_norm / task.op.norm(), seed=cfg.seed)
     t0 = time.perf_counter()
     with ProgressBar(settings.steps, f"patch prior, {cfg.sampler}", disable=not progress) as bar:
-        rec = reconstruct(prior, task.op, y, settings, callback=bar)
+        rec = reconstruct(prior, task.op, y, settings, baseline=fbp, callback=bar)
     out[f"PaDIS+{cfg.sampler.upper()}"] = (rec[0, 0].clamp(0, 1).numpy(), time.perf_counter() - t0)
     return out
 

@@ -25,7 +25,8 @@ class SamplerSettings:
     noise or from the baseline (FBP / pseudo-inverse / upsampled) plus ``sigma_max`` noise;
     ``eta``: DDS re-noising; ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG
     steps (``cg_iters`` also sets the least-squares steps that stand in for ``A†`` in VE-DDNM
-    when ``A.pinv`` is not exact). ``budget`` is a label (``cpu``, ``paper`` or ``custom``);
+    when ``A.pinv`` is not exact); ``order``: DDS's step, 1 (DDIM) or 2 (Heun-style, two
+    evaluations per level but the last). ``budget`` is a label (``cpu``, ``paper`` or ``custom``);
     :meth:`for_task` fills every field from the one table of defaults,
     :data:`padis3d.solvers.defaults.DEFAULTS`."""
 
@@ -45,6 +46,7 @@ class SamplerSettings:
     init: str = "noise"
     seed: int = 0
     budget: str = "custom"
+    order: int = 1
 
     @classmethod
     def for_task(cls, task: str, sampler: str = "padis", budget: str = "cpu", **overrides: Any) -> SamplerSettings:
@@ -75,6 +77,9 @@ class SamplerSettings:
         if not (0 < self.rho < math.inf and self.cg_iters >= 0 and 0 <= self.eta <= 1):
             raise PadisError(f"need rho > 0, cg_iters >= 0 and 0 <= eta <= 1, got {self.rho}, {self.cg_iters}, "
                              f"{self.eta}")
+        if self.order not in (1, 2) or (self.order == 2 and self.sampler != "dds"):
+            raise PadisError(f"order must be 1, or 2 with the dds sampler; got order={self.order!r} with "
+                             f"{self.sampler!r}")
 
     def sigmas(self) -> torch.Tensor:
         make = geometric_sigmas if self.schedule == "geometric" else karras_sigmas
@@ -82,8 +87,10 @@ class SamplerSettings:
 
     @property
     def evaluations(self) -> int:
-        """Network evaluations (``inner`` per level; DDS: one)."""
-        return self.steps * (1 if self.sampler == "dds" else max(self.inner, 2) if self.sampler == "pc" else self.inner)
+        """Network evaluations (``inner`` per level; DDS: one, or two but at the last level with ``order=2``)."""
+        if self.sampler == "dds":
+            return self.order * self.steps - (self.order - 1)
+        return self.steps * (max(self.inner, 2) if self.sampler == "pc" else self.inner)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +104,7 @@ def sampler_options(settings: SamplerSettings) -> dict[str, Any]:
         "langevin": {"zeta": s.zeta, "inner": s.inner, "epsilon": s.epsilon},
         "pc": {"zeta": s.zeta, "corrector_steps": max(s.inner - 1, 1)},
         "ddnm": {"inner": s.inner, "epsilon": s.epsilon, "cg_iters": s.cg_iters},
-        "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters},
+        "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters, "order": s.order},
     }[s.sampler]
 
 

@@ -115,3 +115,44 @@ def test_algorithm_1_adds_no_noise_at_the_last_level():
     two_levels = [padis_dps(gaussian_prior(), x, torch.tensor([0.2, 0.05]), operator=op, y=y, inner=3,
                             generator=torch.Generator().manual_seed(seed)) for seed in (0, 1)]
     assert not torch.equal(*two_levels)  # the earlier level does draw noise
+
+
+def _ode_end_error(order: int, levels: int) -> float:
+    """|DDS(η = 0, no data step) - exact| for the unit Gaussian, whose probability-flow ODE
+    ``dx/dσ = (x - D)/σ = x σ / (1 + σ²)`` solves to ``x(σ) = x(σ₀) sqrt((1 + σ²) / (1 + σ₀²))``."""
+    sigmas = torch.logspace(math.log10(2.0), math.log10(0.1), levels, dtype=torch.float64)
+    x0 = torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(1, 1, 6)
+    op = Matrix(np.eye(6))
+    out = dds(ScaledPrior(6), x0, sigmas, operator=op, y=op(x0), cg_iters=0, eta=0.0, order=order)
+    s0, s1 = float(sigmas[0]), float(sigmas[-1])
+    exact = x0 * math.sqrt((1 + s1 ** 2) / (1 + s0 ** 2)) / (1 + s1 ** 2)  # the last level's D of the exact state
+    return float((out - exact).abs().max())
+
+
+def test_heun_step_is_second_order_and_euler_first():
+    """Doubling the levels halves DDIM's error (first order) and quarters the Heun-style step's."""
+    e1 = [_ode_end_error(1, n) for n in (9, 17, 33)]
+    e2 = [_ode_end_error(2, n) for n in (9, 17, 33)]
+    for a, b in zip(e1, e1[1:]):
+        assert 0.4 < b / a < 0.6
+    for a, b in zip(e2, e2[1:]):
+        assert 0.15 < b / a < 0.35
+    assert e2[0] < e1[0] / 4
+
+
+def test_second_order_costs_two_evaluations_per_level_but_the_last():
+    calls = []
+
+    class Counting(ScaledPrior):
+        def denoise(self, x, sigma, *, generator=None):
+            calls.append(sigma)
+            return super().denoise(x, sigma)
+
+    op = Matrix(np.eye(4))
+    x = torch.ones(1, 1, 4, dtype=torch.float64)
+    dds(Counting(4), x, torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64), operator=op, y=op(x), order=2)
+    assert calls == [1.0, 0.5, 0.5, 0.25, 0.25]
+    from padis3d.solvers.reconstruct import SamplerSettings
+    assert SamplerSettings(sampler="dds", steps=3, order=2).evaluations == 5
+    with pytest.raises(Exception, match="order"):
+        SamplerSettings(sampler="padis", order=2)

@@ -45,13 +45,13 @@ INNER = 5  # Algorithm 1's evaluations per level (the cpu budget's)
 
 
 def settings_for(sampler: str, evaluations: int, schedule: str, order: int = 1, start: str = "noise",
-                 eta: float = 0.85) -> SamplerSettings:
-    """The cpu-budget defaults of ``sampler`` for CT 20 with at most ``evaluations`` network evaluations
+                 eta: float = 0.85, task: str = "ct20") -> SamplerSettings:
+    """The cpu-budget defaults of ``sampler`` for ``task`` with at most ``evaluations`` network evaluations
     on ``schedule``; DDS with step ``order``, ``start`` (``noise``: σ = 10, or ``baseline:S``) and ``eta``."""
     if sampler != "dds":
-        return SamplerSettings.for_task("ct20", sampler, "cpu", steps=max(1, evaluations // INNER), schedule=schedule)
+        return SamplerSettings.for_task(task, sampler, "cpu", steps=max(1, evaluations // INNER), schedule=schedule)
     init, sigma_max = ("noise", 10.0) if start == "noise" else ("baseline", float(start.split(":")[1]))
-    return SamplerSettings.for_task("ct20", "dds", "cpu", steps=(evaluations + order - 1) // order, schedule=schedule,
+    return SamplerSettings.for_task(task, "dds", "cpu", steps=(evaluations + order - 1) // order, schedule=schedule,
                                     order=order, init=init, sigma_max=sigma_max, eta=eta)
 
 
@@ -70,7 +70,7 @@ def start_kind(text: str) -> str:
 
 def key(cell: dict) -> tuple:
     return (cell["sampler"], cell["schedule"], cell["evaluations"], cell["slice"], cell["precision"],
-            cell.get("order", 1), cell.get("start", "noise"), cell.get("eta", 0.85))
+            cell.get("order", 1), cell.get("start", "noise"), cell.get("eta", 0.85), cell.get("task", "ct20"))
 
 
 def load(path: Path) -> dict[tuple, dict]:
@@ -86,25 +86,27 @@ def listed(cells: list[dict]) -> str:
 
 def report(cells: dict[tuple, dict], out_md: Path) -> str:
     """Markdown: mean PSNR / SSIM per (sampler, schedule, evaluations), training slice and test slices apart."""
-    rows = ["| sampler | schedule | step | start | η | evaluations | training slices (mean) PSNR / SSIM | training slices "
-            "| test slices (mean) PSNR / SSIM | test slices | s/slice |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | sampler | schedule | step | start | η | evaluations | training slices (mean) PSNR / SSIM | training slices "
+            "| test slices (mean) PSNR / SSIM | test slices | s/slice |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for c in cells.values():
-        groups.setdefault((c["sampler"], c["schedule"], c.get("order", 1), c.get("start", "noise"),
+        groups.setdefault((c.get("task", "ct20"), c["sampler"], c["schedule"], c.get("order", 1), c.get("start", "noise"),
                            c.get("eta", 0.85) if c["sampler"] == "dds" else "",
                            c["settings"]["steps"] * c.get("order", 1) - c.get("order", 1) + 1
                            if c["sampler"] == "dds" else c["evaluations"], c["precision"]), []).append(c)
-    for (sampler, schedule, order, start, eta, n, precision), cs in sorted(groups.items(), key=lambda kv: (*kv[0][:4], str(kv[0][4]), kv[0][5])):
+    for (task, sampler, schedule, order, start, eta, n, precision), cs in sorted(
+            groups.items(), key=lambda kv: (*kv[0][:5], str(kv[0][5]), kv[0][6])):
         train = [c for c in cs if c["slice"] in TRAIN_SLICES]
         test = [c for c in cs if c["slice"] in TEST_SLICES]
         fmt = (lambda g: f"{statistics.mean(c['psnr'] for c in g):.2f} / {statistics.mean(c['ssim'] for c in g):.3f}"
                if g else "")
         step = "Heun" if order == 2 else "Euler/DDIM" if sampler == "dds" else "Alg. 1"
-        rows.append(f"| {sampler} | {schedule} | {step} | {start} | {eta} | {n} | {fmt(train)} | {listed(train)} | {fmt(test)} | "
+        rows.append(f"| {task} | {sampler} | {schedule} | {step} | {start} | {eta} | {n} | {fmt(train)} | {listed(train)} | {fmt(test)} | "
                     f"{listed(test)} | "
                     f"{statistics.mean(c['seconds'] for c in cs):.0f} |")
     precisions = sorted({c["precision"] for c in cells.values()})
-    text = ("# PSNR against network evaluations (CT 20 views, 128², shipped chest prior)\n\n"
+    text = ("# PSNR against network evaluations (CT 20 views unless the task column says otherwise; 128², "
+            "shipped chest prior)\n\n"
             f"`recipes/evaluations_curve.py`; network precision {', '.join(precisions)}; one thread on a shared "
             "2-core machine (seconds are indicative). Settings: `padis3d/solvers/defaults.py`, budget cpu, with "
             "the number of levels changed (DDS: one evaluation per level, two with the Heun step but at the last; "
@@ -122,6 +124,7 @@ def main() -> None:
     ap.add_argument("--evaluations", type=int, nargs="+", default=list(EVALUATIONS))
     ap.add_argument("--orders", type=int, nargs="+", choices=(1, 2), default=[1], help="DDS step order(s)")
     ap.add_argument("--starts", type=start_kind, nargs="+", default=["noise"], help="DDS start(s): noise, baseline:S")
+    ap.add_argument("--tasks", nargs="+", choices=("ct20", "ct8", "ct60", "deblur", "sr4"), default=["ct20"])
     ap.add_argument("--etas", type=float, nargs="+", default=[0.85], help="DDS re-noising η value(s) in [0, 1]")
     ap.add_argument("--slices", type=int, nargs="+", default=[90])
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
@@ -136,18 +139,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         loaded = padis3d.load_prior(args.checkpoint, precision=args.precision)
         prior = patch_prior_from(loaded, (128, 128))
-        task = make_task("ct20", 128)
+        tasks = {t: make_task(t, 128) for t in args.tasks}
         images = dict(zip(args.slices, chest_ct_slices(args.slices, 128)))
         for sampler in args.samplers:
             variants = (list(itertools.product(args.orders, args.starts, args.etas)) if sampler == "dds"
                         else [(1, "noise", 0.85)])
-            for schedule, (order, start, eta), n, k in itertools.product(args.schedules, variants, args.evaluations,
-                                                                         args.slices):
-                cell = {"sampler": sampler, "schedule": schedule, "evaluations": n, "slice": k,
+            for task_name, schedule, (order, start, eta), n, k in itertools.product(
+                    args.tasks, args.schedules, variants, args.evaluations, args.slices):
+                task = tasks[task_name]
+                cell = {"task": task_name, "sampler": sampler, "schedule": schedule, "evaluations": n, "slice": k,
                         "precision": loaded.precision, "order": order, "start": start, "eta": eta}
                 if key(cell) in cells:
                     continue
-                settings = settings_for(sampler, n, schedule, order, start, eta)
+                settings = settings_for(sampler, n, schedule, order, start, eta, task_name)
                 truth = images[k]
                 x = torch.from_numpy(truth)[None, None]
                 y = task.measure(x, seed=0)
@@ -159,7 +163,7 @@ def main() -> None:
                 cells[key(cell)] = cell
                 with jsonl.open("a") as f:
                     f.write(json.dumps(cell) + "\n")
-                print(f"{sampler} {schedule} order {order} {start} η {eta} {settings.evaluations:>5} evals slice {k}: {cell['psnr']:.2f} dB "
+                print(f"{task_name} {sampler} {schedule} order {order} {start} η {eta} {settings.evaluations:>5} evals slice {k}: {cell['psnr']:.2f} dB "
                       f"{cell['ssim']:.3f} ({cell['seconds']:.0f} s)", flush=True)
     print(report(cells, md))
 

@@ -23,11 +23,11 @@ TASKS = ("ct20", "ct8", "ct60", "deblur", "sr4")
 # ct60 (issue 15's table, recipes/test_time_adaptation.py) was NOT tuned: it takes ct20's values
 # (DDS ρ = 1, σ_max = 0.05) and the Langevin ζ scaled by ||A_ct20|| / ||A_ct60|| = sqrt(20/60).
 BUDGETS = {"cpu": {"steps": 40, "inner": 5}, "paper": {"steps": 100, "inner": 10}}
-# DDS cpu (issue 16, recipes/evaluations_curve.py and the same sweep on the other tasks, TRAINING slice 90;
-# CT 20 also slice 60): 50 levels from the baseline re-noised at σ = 0.5 with η = 1 (x ← D' + σ' z) against
-# the former 100 levels from noise at σ = 10, η = 0.85, PSNR dB: CT 20 35.83 vs 35.53 (slice 60: b0.2 36.39
-# vs 35.91), CT 8 28.15 vs 27.81, CT 60 42.87 vs 42.76, deblur 30.43 vs 29.20, SR x4 29.27 vs 28.09; half
-# the evaluations. η = 0.85 from the same start: 35.22; Heun-style steps (order 2) lost at equal evaluations.
+# DDS cpu (issue 16; recipes/evaluations_curve.py, results/evaluations_curve.md, TRAINING slice 90, CT 20 also
+# slice 60): 50 levels from the baseline re-noised at σ = 0.5 with η = 1 (x ← D' + σ' z) against the former
+# 100 levels from noise at σ = 10, η = 0.85, PSNR dB: CT 20 35.82 vs 35.52 (slice 60: 36.30 vs 35.90), CT 8
+# 28.15 vs 27.80, CT 60 42.87 vs 42.75, deblur 30.43 vs 29.20, SR x4 29.26 vs 28.07; half the evaluations.
+# η = 0.85 from the same start: 35.22; Heun-style steps (order 2) lost at equal evaluations.
 DDS_BUDGETS = {"cpu": {"steps": 50, "init": "baseline", "sigma_max": 0.5, "eta": 1.0},
                "paper": {"steps": 200, "init": "noise", "sigma_max": 10.0, "eta": 0.85}}
 

@@ -83,6 +83,20 @@ SEED = int_range(0, MAX_SEED)
 PROBABILITY = float_range(0.0, 1.0)
 
 
+def max_batch_option(text: str) -> int | str:
+    """argparse type of ``--max-batch``: a count >= 1, or ``auto`` (measured once the prior is
+    loaded: :func:`padis3d.priors.batch_size.measure_tile_batch`)."""
+    if text == "auto":
+        return text
+    try:
+        return COUNT(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_COUNT} or 'auto', got {text!r}") from None
+
+
+max_batch_option.numeric = True  # type: ignore[attr-defined]
+
+
 def scheduler_address(text: str) -> str:
     """argparse type: a dask scheduler address ``[tcp://]host:port``."""
     if not re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+|[\w.\-\[\]:]+:\d{1,5}", text):

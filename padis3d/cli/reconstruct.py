@@ -16,7 +16,8 @@ import torch
 from padis3d.atomic import atomic_path, save_figure, write_json
 from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, PROBABILITY, SEED, check_run_options,
                                  check_tile_fits,
-                                 device_option, float_range, int_range, memory_budget_bytes, nonempty_text,
+                                 device_option, float_range, int_range, max_batch_option, memory_budget_bytes,
+                                 nonempty_text,
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
                                  tile_option)
 from padis3d.cli.options import PRECISION_HELP, precision_option
@@ -54,14 +55,19 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     a("--seed", type=SEED, default=0)
     a("--device", type=device_option, default="cpu", help="where the network runs: cpu, cuda, cuda:N or auto")
     a("--precision", type=precision_option, default="auto", help=PRECISION_HELP)
-    a("--max-batch", type=COUNT, default=None, help="tiles per network call (bounded memory)")
+    a("--max-batch", type=max_batch_option, default=None, help="tiles per network call (bounded memory), or "
+      "'auto': time the loaded network on 1, 2, 4, ... tiles up to one evaluation's (within the memory budget) "
+      "and take the most tiles per second, recorded in report.json (default: all tiles of an evaluation)")
     a("--memory-budget-mb", type=positive_float(MAX_BUDGET_MB), default=None, help="bytes of tiles in flight, in MiB")
     a("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads (default: torch's choice)")
     a("--out", type=path_option, required=True, help="output folder")
     a("--no-progress", action="store_true")
 
 
-def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
+def _prior(args: argparse.Namespace, image_shape: tuple[int, ...], images: int = 1):
+    """``(loaded checkpoint, PatchPrior)``; with ``--max-batch auto`` the batch is measured here
+    (``args.max_batch_choice``: the :class:`padis3d.priors.batch_size.BatchChoice`, else None) for
+    ``images`` images per evaluation, and the prior is built with it as ``--max-batch N`` would be."""
     from padis3d import load_prior
     from padis3d.device import resolve_device
     from padis3d.priors.factory import patch_prior_from
@@ -71,8 +77,24 @@ def _prior(args: argparse.Namespace, image_shape: tuple[int, ...]):
     loaded = load_prior(args.checkpoint, device=device, precision=args.precision)
     tile: Any = parse_tile(args.tile)
     check_tile_fits(tile, image_shape)
-    return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=args.max_batch,
-                                    memory_budget=memory_budget_bytes(args))
+    budget = memory_budget_bytes(args)
+    args.max_batch_choice = None
+    max_batch = args.max_batch
+    if max_batch == "auto":
+        from padis3d.priors.batch_size import measure_tile_batch
+
+        trial = patch_prior_from(loaded, image_shape, tile, memory_budget=budget)
+        choice = measure_tile_batch(trial, None, loaded.device, memory_budget=budget,
+                                    tiles=images * trial.grid.num_tiles)
+        args.max_batch_choice, max_batch = choice, choice.chosen
+        print(choice.summary(), flush=True)
+    return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=max_batch, memory_budget=budget)
+
+
+def max_batch_report(args: argparse.Namespace) -> dict | int | None:
+    """``report.json``'s ``max_batch``: the measured choice (``--max-batch auto``) or the option as given."""
+    choice = getattr(args, "max_batch_choice", None)
+    return choice.to_report() if choice is not None else args.max_batch
 
 
 # -- reconstruct -----------------------------------------------------------------------
@@ -376,7 +398,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
               "settings": settings.to_dict(),
               "evaluations": settings.evaluations,
               "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "precision": loaded.precision,
-              "seconds": seconds,
+              "max_batch": max_batch_report(args), "seconds": seconds,
               "metrics" + (" (vs --input)" if args.measured is not None else ""): metrics,
               "versions": library_versions(),
               "outputs": [image_path.name, "comparison.png", *[ADAPTER_FILE] * (tta is not None)]}
@@ -421,7 +443,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise PadisError(f"--size must be one or two ints, got {args.size}")
     if not 0 < args.sigma_min < args.sigma_max < math.inf:
         raise PadisError(f"need 0 < --sigma-min < --sigma-max < inf, got {args.sigma_min}, {args.sigma_max}")
-    _, prior = _prior(args, shape)
+    _, prior = _prior(args, shape, images=args.count)
     make = geometric_sigmas if args.schedule == "geometric" else karras_sigmas
     sigmas = make(args.sigma_max, args.sigma_min, args.steps)
     g = torch.Generator().manual_seed(args.seed)

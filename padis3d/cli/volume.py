@@ -130,6 +130,21 @@ def preload_libraries() -> None:
     import skimage.transform  # noqa: F401
 
 
+def measure_volume_batch(prior, device, budget: int | None):
+    """``--max-batch auto`` for a volume task: :func:`padis3d.priors.batch_size.measure_tile_batch` on
+    one band of tiles (one tile row along z: what ``tiling.map_tiles_store`` has in flight), within
+    what the memory budget leaves for tiles once a band is held (as the runner plans it); with
+    ``--lowres`` the fine prior is measured and its choice applies to both scales."""
+    from padis3d.priors.batch_size import measure_tile_batch
+    from tiling import tile_bytes
+    from tiling.store import store_tile_budget
+
+    g = prior.grid
+    left = None if budget is None else store_tile_budget(g, 1, 1, 1, 4, tile_bytes(g, 1, torch.float32)
+                                                         + prior.network_bytes(), budget)
+    return measure_tile_batch(prior, None, device, memory_budget=left, tiles=g.num_tiles // g.counts[0])
+
+
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d import load_prior
     from padis3d.priors.checkpoint import library_versions
@@ -205,14 +220,19 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
             "write": plan_rows(budget, 16 * size * size, band, band)}
     # everything that can be checked without the data fails here, before any file is written
     loaded = load_prior(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
-    prior = volume_prior_from(loaded, shape, tile, max_batch=args.max_batch)
+    max_batch, choice = args.max_batch, None
+    if max_batch == "auto":  # timed on one band of tiles (the most the out-of-core runner has in flight)
+        choice = measure_volume_batch(volume_prior_from(loaded, shape, tile), loaded.device, budget)
+        max_batch = choice.chosen
+        print(choice.summary(), flush=True)
+    prior = volume_prior_from(loaded, shape, tile, max_batch=max_batch)
     weights_mb = model_mb(loaded.model)
     lowres = None
     if args.lowres is not None:  # the two-scale prior: the coarse prior runs in memory on the block averages
         from padis3d.priors.factory import two_scale_prior_from
 
         lowres = load_prior(args.lowres, device=resolve_device(args.device), precision=args.precision)
-        prior = two_scale_prior_from(prior, lowres, shape, max_batch=args.max_batch)
+        prior = two_scale_prior_from(prior, lowres, shape, max_batch=max_batch)
         weights_mb += model_mb(lowres.model)
     fine = prior.fine if lowres is not None else prior
     tweedie = args.task == "denoise" and args.denoiser == "tweedie"
@@ -292,6 +312,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         "input": str(source.source), "task": args.task, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
         "tile": list(fine.grid.tile), "precision": loaded.precision,
+        "max_batch": choice.to_report() if choice is not None else args.max_batch,
         "lowres": None if lowres is None else {"checkpoint": str(args.lowres), "factor": list(prior.factor),
                                                "coarse_tile": list(prior.coarse.grid.tile)},
         "resumed_from_step": done, "prepared_reused": prep.reused,

@@ -84,7 +84,8 @@ def test_streamed_gradient_equals_the_full_graph(net, mode, cg, tv):
     streamed = streamed_loss_grad(prior_, x, 0.3, loss, params, (3, 5))
     full = full_graph_loss_grad(prior_, x, 0.3, loss, params, (3, 5))
     assert streamed.loss == pytest.approx(full.loss, rel=1e-12)
-    assert torch.equal(streamed.denoised, full.denoised)
+    # batch sizes differ (2 tiles against all): equal up to float64 rounding, not bit for bit on every CPU
+    torch.testing.assert_close(streamed.denoised, full.denoised, rtol=1e-12, atol=1e-14)
     total = torch.cat([g.flatten() for g in full.grads])
     assert total.abs().max() > 1e-3  # a real test: the gradient is not trivially zero
     for gs, gf in zip(streamed.grads, full.grads):

@@ -28,7 +28,8 @@ def test_readme_demo_table_is_the_committed_demo_report_of_the_current_defaults(
 
 
 @pytest.mark.parametrize("table", ["results/paper2d.md", "results/limited_angle_3d/table.md",
-                                   "results/limited_angle_3d_cg15/table.md"])
+                                   "results/limited_angle_3d_cg15/table.md", "results/test_time_adaptation.md",
+                                   "results/limited_angle_3d_train92/table.md"])
 def test_readme_result_tables_are_the_recipes_output(table):
     text = (ROOT / table).read_text()
     body = [line for line in text.splitlines() if line.startswith("|")]

@@ -44,7 +44,7 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
     a("--sigma-min", type=positive_float(1e4), default=d.sigma_min)
     a("--schedule", choices=("geometric", "karras"), default=d.schedule)
     a("--budget", choices=("cpu", "paper", "custom"), default="cpu",
-      help="reconstruct: 'cpu' (200 evaluations) or 'paper' (the paper's 1000) takes every sampler setting from "
+      help="reconstruct: 'cpu' (200 evaluations; DDS 50) or 'paper' (the paper's 1000; DDS 200) takes every sampler setting from "
       "padis3d/solvers/defaults.py for the task, options set to non-default values override it; 'custom': "
       "the options as given (default: %(default)s)")
     a("--step-rule", choices=("misfit", "norm", "paper"), default=d.step_rule,

@@ -92,8 +92,7 @@ def report(cells: dict[tuple, dict], out_md: Path) -> str:
     for c in cells.values():
         groups.setdefault((c.get("task", "ct20"), c["sampler"], c["schedule"], c.get("order", 1), c.get("start", "noise"),
                            c.get("eta", 0.85) if c["sampler"] == "dds" else "",
-                           c["settings"]["steps"] * c.get("order", 1) - c.get("order", 1) + 1
-                           if c["sampler"] == "dds" else c["evaluations"], c["precision"]), []).append(c)
+                           SamplerSettings(**c["settings"]).evaluations, c["precision"]), []).append(c)
     for (task, sampler, schedule, order, start, eta, n, precision), cs in sorted(
             groups.items(), key=lambda kv: (*kv[0][:5], str(kv[0][5]), kv[0][6])):
         train = [c for c in cs if c["slice"] in TRAIN_SLICES]

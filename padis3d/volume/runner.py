@@ -145,13 +145,15 @@ class VolumeRun:
         ``restart``, which starts this run over it. ``prior``: a PatchPrior, or a TwoScalePrior whose
         fine prior is one (its coarse prior runs in memory on the block averages)."""
         self.coarse: Any = None
+        self.two_scale: TwoScalePrior | None = None
         self.factor: tuple[int, ...] = (1, 1, 1)
         self._correction: torch.Tensor | None = None
         if isinstance(prior, TwoScalePrior):
             if type(prior.fine) is not PatchPrior:
                 raise PadisError(f"the out-of-core volume run streams a two-scale prior's fine prior as a plain "
                                  f"PatchPrior, got {type(prior.fine).__name__}")
-            self.coarse, self.factor = prior.coarse, axis_factors(prior.factor, len(prior.fine.grid.shape))
+            self.two_scale, self.coarse = prior, prior.coarse
+            self.factor = axis_factors(prior.factor, len(prior.fine.grid.shape))
             prior = prior.fine
         g = prior.grid
         if g.ndim != 3:
@@ -241,16 +243,15 @@ class VolumeRun:
         n, b = self.prior.grid.canvas_shape[0], self.settings.band
         return [(a, min(a + b, n)) for a in range(0, n, b)]
 
-    def _run(self, fn: Callable[..., None], *args: Any) -> None:
-        """``fn(*args, a, b)`` for every band ``[a, b)``, scheduled by dask."""
+    def _run(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """``fn(*args, a, b)`` for every band ``[a, b)``, scheduled by dask; their results in band order."""
         delayed = [dask.delayed(fn)(*args, a, b) for a, b in self._bands()]
         if self.scheduler is None or isinstance(self.scheduler, str):
             # under a memory budget one band at a time: a band's float64 working set is not in the
             # budget, and one per core in flight added ~15-30 MiB to the peak (chest CT, 18 MiB)
             workers = {"num_workers": 1} if self.settings.memory_budget is not None else {}
-            dask.compute(*delayed, scheduler=self.scheduler or "threads", **workers)
-        else:
-            self.scheduler.compute(delayed, sync=True)
+            return list(dask.compute(*delayed, scheduler=self.scheduler or "threads", **workers))
+        return list(self.scheduler.compute(delayed, sync=True))
 
     def _initial_band(self, a: int, b: int) -> None:
         shape = (b - a, *self.prior.grid.canvas_shape[1:])
@@ -320,12 +321,7 @@ class VolumeRun:
         """``D_c(B x; σ_c) - B D_f`` ``(Zc, Yc, Xc)`` float64 for level ``step``: block sums band by band,
         the coarse prior in memory (its grid shift a pure function of ``(seed, step)``)."""
         g, s = self.prior.grid, self.settings
-        parts = [dask.delayed(self._block_sums_band)(src, a, b) for a, b in self._bands()]
-        if self.scheduler is None or isinstance(self.scheduler, str):
-            done = dask.compute(*parts, scheduler=self.scheduler or "threads",
-                                **({"num_workers": 1} if s.memory_budget is not None else {}))
-        else:
-            done = self.scheduler.compute(parts, sync=True)
+        done = self._run(self._block_sums_band, src)
         m = block_sizes(g.shape, self.factor)[0, 0]
         bx, bd = torch.zeros_like(m), torch.zeros_like(m)
         for part in done:
@@ -334,7 +330,7 @@ class VolumeRun:
                 bx[k0:k0 + len(sx)] += torch.from_numpy(sx)
                 bd[k0:k0 + len(sd)] += torch.from_numpy(sd)
         bx, bd = bx / m, bd / m
-        sigma = float(s.sigmas()[step]) / math.sqrt(math.prod(self.factor))
+        sigma = self.two_scale.coarse_sigma(float(s.sigmas()[step]), len(self.factor))
         grid = getattr(self.coarse, "grid", None)
         kw = {} if grid is None else {"shift": grid.random_shift(_rng(s.seed, COARSE_SHIFTS, step))}
         dc = self.coarse.crop(self.coarse.denoise(self.coarse.embed(bx.float()[None, None]), sigma, **kw))

@@ -56,6 +56,8 @@ from padis3d.memory import peak_rss_mb  # noqa: E402
 from padis3d.priors.checkpoint import library_versions  # noqa: E402
 from padis3d.metrics import volume_metrics  # noqa: E402
 from padis3d.operators import ParallelBeam3D  # noqa: E402
+from padis3d.cli.options import coarse_weight_option  # noqa: E402
+from padis3d.priors.coarse_weight import load_weight, weight_report  # noqa: E402
 from padis3d.priors.factory import two_scale_prior_from, volume_prior_from  # noqa: E402
 from padis3d.solvers.reconstruct import ProgressBar  # noqa: E402
 from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
@@ -84,6 +86,9 @@ class Setup:
     cube_prior: str = "checkpoints/chest128_cube.pt"
     lowres_prior: str = "checkpoints/chest32_lowres.pt"  # the two-scale prior's coarse prior (--downsample 4)
     two_scale_fine: str = "slab"  # the two-scale prior's fine prior: "slab" or "cube"
+    # w(σ) of the two-scale prior (equation (2) of padis3d.priors.two_scale): "measured" (the table of
+    # recipes/calibrate_two_scale.py for this pair of checkpoints, on training slices) or a number in [0, 1]
+    lowres_weight: str = "measured"
     # test-time adaptation of the slab prior (row SS; issue 15): LoRA rank 4, lr 1e-3, <= 10 Adam
     # steps at every 5th level with σ <= 0.5 (the 2D setting of results/tune_adaptation.md)
     adapt_every: int = 5
@@ -107,7 +112,7 @@ def row_settings(row: str, s: Setup) -> dict:
             JUMP: _DDS + ("slab_prior",), TV_Z: _DDS + ("slab_prior", "tv_z"),
             SS: _DDS + ("slab_prior", "adapt_every", "adapt_max_sigma", "adapt_steps"),
             CUBE: _DDS + ("cube_prior",),
-            TWO: _DDS + ("two_scale_fine", fine_prior_key(s), "lowres_prior")}[row]
+            TWO: _DDS + ("two_scale_fine", fine_prior_key(s), "lowres_prior", "lowres_weight")}[row]
     return {k: getattr(s, k) for k in keys}
 
 
@@ -121,7 +126,8 @@ def row_prior(row: str, s: Setup, shape: tuple[int, ...]):
     if row == TWO:
         fine = padis3d.load_prior(ROOT / getattr(s, fine_prior_key(s)))
         coarse = padis3d.load_prior(ROOT / s.lowres_prior)
-        return (two_scale_prior_from(fine, coarse, shape),
+        weight = load_weight(fine.path, coarse.path) if s.lowres_weight == "measured" else float(s.lowres_weight)
+        return (two_scale_prior_from(fine, coarse, shape, coarse_weight=weight),
                 {str(fine.path.name): fine.meta.get("steps"), str(coarse.path.name): coarse.meta.get("steps")})
     path = s.cube_prior if row == CUBE else s.slab_prior if row.startswith("slab prior") else s.slice_prior
     prior = padis3d.load_prior(ROOT / path)
@@ -206,7 +212,9 @@ def table(results: dict, s: Setup) -> str:
            f"{s.cg_iters} CG steps, η = {s.eta:g}"
            + (f"; TV along z: λ = {s.tv_z:g}, 3 ADMM rounds" if TV_Z in results else "")
            + (f"; two-scale prior: the {s.two_scale_fine} prior for the detail, the low-resolution prior "
-              f"`{Path(s.lowres_prior).name}` for the coarse structure" if TWO in results else "")
+              f"`{Path(s.lowres_prior).name}` for the coarse structure, weight w(σ) {s.lowres_weight}"
+              + (" (`recipes/calibrate_two_scale.py`, training slices)" if s.lowres_weight == "measured" else "")
+              if TWO in results else "")
            + ". PSNR dB / SSIM, mean over the slices of each plane. Peak MiB: the peak resident memory (`VmHWM`) "
            "of the row's own process, a fresh one per row (Python, torch, the block's measurements and the row); "
            "- where a row was stored before it was measured.", "",
@@ -237,11 +245,16 @@ def run(args: argparse.Namespace) -> dict:
     s = replace(s, seed=args.seed, **{k: v for k, v in (("slab_prior", args.slab), ("slice_prior", args.patch),
                                                           ("cube_prior", args.cube), ("lowres_prior", args.lowres),
                                                           ("two_scale_fine", args.two_scale_fine),
+                                                          ("lowres_weight", args.lowres_weight),
                                                           ("tv_z", args.tv_z), ("cg_iters", args.cg_iters))
                                  if v is not None})
     if args.block:
         s = replace(s, z0=args.block[0], z1=args.block[1])
     torch.set_num_threads(args.threads)
+    weight = None
+    if TWO in (args.rows or DEFAULT_ROWS):  # before any work: a measured weight must exist for this pair
+        weight = weight_report(load_weight(ROOT / getattr(s, fine_prior_key(s)), ROOT / s.lowres_prior)
+                               if s.lowres_weight == "measured" else float(s.lowres_weight))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "results.json"
@@ -259,7 +272,8 @@ def run(args: argparse.Namespace) -> dict:
         recs[row], seconds = done.pop("rec"), done["seconds"]
         with atomic_path(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, recs[row])
-        result = {"metrics": volume_metrics(recs[row], truth), **done, "settings": row_settings(row, s)}
+        result = {"metrics": volume_metrics(recs[row], truth), **done, "settings": row_settings(row, s),
+                  **({"coarse_weight": weight} if row == TWO else {})}
         with open(out / ".results.lock", "w") as lock:  # rows may be computed by several processes at once
             fcntl.flock(lock, fcntl.LOCK_EX)
             store = load_store(store_path, s)
@@ -292,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
                     "'padis3d train --downsample F' (default: checkpoints/chest32_lowres.pt)")
     ap.add_argument("--two-scale-fine", choices=("slab", "cube"), default=None,
                     help="the two-scale prior's fine prior: the slab prior (default) or the cube prior")
+    ap.add_argument("--lowres-weight", default=None, type=lambda t: str(coarse_weight_option(t)), help="the two-scale prior's coarse weight w(σ): 'measured' "
+                    "(default; recipes/calibrate_two_scale.py) or a number in [0, 1] (1: equation (1))")
     ap.add_argument("--tv-z", type=float, default=None, help="λ of TV along z (default 0.02)")
     ap.add_argument("--cg-iters", type=int, default=None, help="CG steps of the data step (per ADMM round with TV)")
     ap.add_argument("--block", type=int, nargs=2, default=None, metavar=("Z0", "Z1"),

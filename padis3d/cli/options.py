@@ -149,6 +149,20 @@ def nonempty_text(text: str) -> str:
         raise argparse.ArgumentTypeError("must not be empty")
     return text
 
+
+def coarse_weight_option(text: str) -> str | float:
+    """argparse type of ``--lowres-weight``: ``'measured'`` or a number in [0, 1]."""
+    if text == "measured":
+        return text
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'measured' or a number in [0, 1], got {text!r}") from None
+    if not 0 <= w <= 1:
+        raise argparse.ArgumentTypeError(f"expected 'measured' or a number in [0, 1], got {text!r}")
+    return w
+
+
 MIN_SIDE = 7
 """Smallest image side (and volume axis) a run accepts: the 7-pixel SSIM window of the report's metrics."""
 

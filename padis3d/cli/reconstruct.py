@@ -15,7 +15,7 @@ import torch
 
 from padis3d.atomic import atomic_path, save_figure, write_json
 from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, PROBABILITY, SEED, check_run_options,
-                                 check_tile_fits,
+                                 check_tile_fits, coarse_weight_option,
                                  device_option, float_range, int_range, max_batch_option, memory_budget_bytes,
                                  nonempty_text,
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
@@ -135,6 +135,11 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--lowres", type=nonempty_text, default=None, metavar="PRIOR",
                    help="a low-resolution prior (trained with 'padis3d train --downsample F') for the coarse structure: "
                         "with --checkpoint for the detail, the two-scale prior (padis3d.priors.two_scale), out of core")
+    v.add_argument("--lowres-weight", type=coarse_weight_option, default="measured", metavar="W",
+                   help="with --lowres: the weight w(sigma) of the coarse prior, 'measured' (the table measured on "
+                        "training data for this pair of checkpoints, <lowres>.weights.json: "
+                        "recipes/calibrate_two_scale.py) or a number in [0, 1] (1: the coarse prior replaces the "
+                        "fine prior's coarse scale, 0: the fine prior alone) (default: %(default)s)")
     v.add_argument("--band", type=COUNT, default=16, help="slices per chunk of work and zarr chunk (default 16)")
     v.add_argument("--work-dir", type=path_option, default=None, help="state buffers for resuming (default OUT/work); "
                    "rerunning the same command continues from the last finished step")
@@ -300,6 +305,8 @@ def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     if args.order != 1 and (args.sampler != "dds" or args.task in VOLUME_TASKS):
         raise PadisError(f"--order {args.order} is DDS's Heun-style step on 2D tasks; got --sampler {args.sampler} "
                          f"--task {args.task} (the volume runner takes first-order steps)")
+    if args.lowres is None and args.lowres_weight != "measured":
+        raise PadisError(f"--lowres-weight {args.lowres_weight} weighs the two-scale prior's coarse prior: give --lowres")
     if args.lowres is not None and args.task not in VOLUME_TASKS:
         raise PadisError(f"--lowres (the two-scale prior) is for the volume tasks {', '.join(VOLUME_TASKS)}, "
                          f"got --task {args.task}")

@@ -231,8 +231,11 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     if args.lowres is not None:  # the two-scale prior: the coarse prior runs in memory on the block averages
         from padis3d.priors.factory import two_scale_prior_from
 
+        from padis3d.priors.coarse_weight import load_weight, weight_report
+
         lowres = load_prior(args.lowres, device=resolve_device(args.device), precision=args.precision)
-        prior = two_scale_prior_from(prior, lowres, shape, max_batch=max_batch)
+        weight = load_weight(args.checkpoint, args.lowres) if args.lowres_weight == "measured" else args.lowres_weight
+        prior = two_scale_prior_from(prior, lowres, shape, max_batch=max_batch, coarse_weight=weight)
         weights_mb += model_mb(lowres.model)
     fine = prior.fine if lowres is not None else prior
     tweedie = args.task == "denoise" and args.denoiser == "tweedie"
@@ -314,7 +317,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         "tile": list(fine.grid.tile), "precision": loaded.precision,
         "max_batch": choice.to_report() if choice is not None else args.max_batch,
         "lowres": None if lowres is None else {"checkpoint": str(args.lowres), "factor": list(prior.factor),
-                                               "coarse_tile": list(prior.coarse.grid.tile)},
+                                               "coarse_tile": list(prior.coarse.grid.tile),
+                                               "weight": weight_report(prior.coarse_weight)},
         "resumed_from_step": done, "prepared_reused": prep.reused,
         "seconds": seconds, "metrics": metrics,
         "metrics_method": "every axial, coronal and sagittal plane, streamed over bands of axial slices "

@@ -4,7 +4,7 @@ two-scale prior of a fine patch prior and a low-resolution prior (:func:`two_sca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,8 @@ def coarse_tile(prior: Prior, coarse_shape_: Sequence[int]) -> int | None:
 
 def two_scale_prior_from(fine: str | Path | Prior | Any, coarse: str | Path | Prior, volume_shape: Sequence[int], *,
                          device: str | torch.device | None = "cpu", precision: str = "fp32",
-                         tile: int | str = "auto", **limits: Any) -> TwoScalePrior:
+                         tile: int | str = "auto", coarse_weight: float | Callable[[float], float] = 1.0,
+                         **limits: Any) -> TwoScalePrior:
     """A :class:`padis3d.priors.two_scale.TwoScalePrior` over an image or volume ``volume_shape``
     (``(Z, Y, X)`` or ``(Y, X)``).
 
@@ -117,6 +118,8 @@ def two_scale_prior_from(fine: str | Path | Prior | Any, coarse: str | Path | Pr
     trained with ``padis3d train --downsample F`` (file or loaded); its factor comes from the
     checkpoint meta and it tiles the block-averaged shape ``ceil(volume_shape / f)``: ``tile``
     (``"auto"``: :func:`coarse_tile`, a trained size no deeper than twice the coarse slices).
+    coarse_weight: ``w(σ)`` of equation (2) (1: equation (1); a measured
+    :class:`padis3d.priors.coarse_weight.CoarseWeight`, :func:`padis3d.priors.coarse_weight.load_weight`).
     device, precision: for the checkpoints loaded here
     (:func:`padis3d.priors.checkpoint.load_prior`); limits: ``max_batch``, ``memory_budget``,
     ``device`` of the tiles, as for :class:`PatchPrior`, for both scales.
@@ -143,4 +146,4 @@ def two_scale_prior_from(fine: str | Path | Prior | Any, coarse: str | Path | Pr
     else:
         coarse_prior = _prior_over(coarse, small, tile=coarse_tile(coarse, small) if tile == "auto" else tile,
                                    **limits)
-    return TwoScalePrior(fine, coarse_prior, factor)
+    return TwoScalePrior(fine, coarse_prior, factor, coarse_weight)

@@ -35,6 +35,19 @@ On the canvas (the patch prior's padded state), (1) acts on the image region: cr
 pad; the padding keeps ``D_f``. The coarse prior works on its own state ``embed(B crop(x))``
 (exact for a whole-image or Gaussian prior, whose state is the image).
 
+Weighted combination. Equation (1) trusts ``D_c`` entirely at the coarse scale. When both
+``B D_f`` and ``D_c`` estimate ``B x`` with errors of similar size, a mix beats either:
+
+    D(x_σ; σ) = D_f + w(σ) U [D_c(B x_σ; σ_c) - B D_f],      0 <= w(σ) <= 1        (2)
+
+(``w = 1``: equation (1); ``w = 0``: the fine prior alone). The weight that minimises the coarse
+error ``|B D - B x|²`` on clean training data ``x`` is the least-squares slope
+``w*(σ) = <B D_f - B x, B D_f - D_c> / |B D_f - D_c|²``; it only depends on how good the two
+estimates are and how their errors correlate, so it is measured, per σ, on training volumes
+(:mod:`padis3d.priors.coarse_weight`) and interpolated in ``log σ`` in between. Where all blocks are full,
+``|U c|² = f_1 ... f_d |c|²``, so that also minimises the full-resolution error over ``w`` (the
+detail ``(I - P) D = (I - P) D_f`` does not depend on ``w``).
+
 Cost: one coarse evaluation per level (``1 / (f_1 ... f_d)`` of the voxels), two for the VJP
 (:meth:`TwoScalePrior.denoise_vjp`, which recomputes the coarse forward with a graph).
 """
@@ -117,16 +130,23 @@ def upsample_nearest(image: torch.Tensor, factor: Factor, shape: Sequence[int] |
 
 
 class TwoScalePrior:
-    """Equation (1) of the module docstring; the sampler-state interface of the ``fine`` prior.
+    """Equation (2) of the module docstring (equation (1) with the default weight 1); the
+    sampler-state interface of the ``fine`` prior.
 
     fine: a prior over the full image ``N`` (a :class:`padis3d.priors.patch.PatchPrior`: slabs, cubes
     or 2D tiles); coarse: a prior over the ``ceil(N / f)`` image (a whole-image or patch PatchPrior,
     or any prior with ``embed``/``crop``/``denoise``/``denoise_vjp``); factor: the downsampling, one
-    integer for every axis or one per spatial axis (``(1, 4, 4)``: in-plane only).
+    integer for every axis or one per spatial axis (``(1, 4, 4)``: in-plane only); coarse_weight:
+    ``w(σ)``, a number in [0, 1] or a function of σ (a
+    :class:`padis3d.priors.coarse_weight.CoarseWeight` measured on training data).
     """
 
-    def __init__(self, fine: Any, coarse: Any, factor: Factor):
+    def __init__(self, fine: Any, coarse: Any, factor: Factor,
+                 coarse_weight: float | Callable[[float], float] = 1.0):
+        if not callable(coarse_weight) and not 0 <= float(coarse_weight) <= 1:
+            raise PadisError(f"the coarse weight must lie in [0, 1], got {coarse_weight}")
         self.fine, self.coarse = fine, coarse
+        self.coarse_weight = coarse_weight
         self.factor: Factor = axis_factors(factor, len(fine.state_shape)) if not isinstance(factor, int) \
             else axis_factors(factor, 1)[0]
         self.state_shape = fine.state_shape
@@ -143,12 +163,17 @@ class TwoScalePrior:
         averaged; a partial block is noisier, see the module docstring)."""
         return float(sigma) / math.sqrt(math.prod(axis_factors(self.factor, dims)))
 
+    def weight(self, sigma: float) -> float:
+        """``w(σ)`` of equation (2)."""
+        w = self.coarse_weight
+        return float(w(float(sigma)) if callable(w) else w)
+
     def _coarse_state(self, x: torch.Tensor) -> torch.Tensor:
         return self.coarse.embed(block_average(self.fine.crop(x), self.factor))
 
-    def _combine(self, d_fine: torch.Tensor, coarse_image: torch.Tensor) -> torch.Tensor:
+    def _combine(self, d_fine: torch.Tensor, coarse_image: torch.Tensor, w: float) -> torch.Tensor:
         image = self.fine.crop(d_fine)
-        return d_fine + self.fine.embed(upsample_nearest(coarse_image - block_average(image, self.factor),
+        return d_fine + self.fine.embed(upsample_nearest(w * (coarse_image - block_average(image, self.factor)),
                                                          self.factor, image.shape[2:]))
 
     def _coarse_kwargs(self, generator: torch.Generator | None, shift: Sequence[int] | None = None
@@ -159,13 +184,17 @@ class TwoScalePrior:
 
     def denoise(self, x: torch.Tensor, sigma: float, *, shift: Sequence[int] | None = None,
                 generator: torch.Generator | None = None, coarse_shift: Sequence[int] | None = None) -> torch.Tensor:
-        """``D(x; σ)`` on the fine canvas ``(B, C, *state_shape)``; ``shift``, ``coarse_shift``: the fine and
-        coarse priors' grid shifts (default: drawn from ``generator``, the fine one first)."""
+        """``D(x; σ)`` (equation (2)) on the fine canvas ``(B, C, *state_shape)``; ``shift``, ``coarse_shift``:
+        the fine and coarse priors' grid shifts (default: drawn from ``generator``, the fine one first;
+        with ``w(σ) = 0`` the coarse prior is not run, but its shift is still drawn)."""
         d = self.fine.denoise(x, sigma, shift=shift, generator=generator)
+        w, kw = self.weight(sigma), self._coarse_kwargs(generator, coarse_shift)
+        if w == 0:
+            return d
         xc = self._coarse_state(x)
         sc = self.coarse_sigma(sigma, xc.ndim - 2)
-        dc = self.coarse.crop(self.coarse.denoise(xc, sc, **self._coarse_kwargs(generator, coarse_shift)))
-        return self._combine(d, dc)
+        dc = self.coarse.crop(self.coarse.denoise(xc, sc, **kw))
+        return self._combine(d, dc, w)
 
     def score(self, x: torch.Tensor, sigma: float, **kwargs: Any) -> torch.Tensor:
         return (self.denoise(x, sigma, **kwargs) - x) / sigma ** 2
@@ -173,10 +202,15 @@ class TwoScalePrior:
     def denoise_vjp(self, x: torch.Tensor, sigma: float, cotangent: Callable[[torch.Tensor], torch.Tensor], *,
                     shift: Sequence[int] | None = None, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(D, J_D(x)ᵀ v)`` with ``v = cotangent(D)``. With ``E`` the fine embed, ``C`` its crop and
-        ``m`` the block sizes: ``Jᵀ v = J_fᵀ (v - E P C v) + E U [crop_c(J_cᵀ embed_c(m B C v)) / m]``
+        """``(D, J_D(x)ᵀ v)`` with ``v = cotangent(D)``. With ``E`` the fine embed, ``C`` its crop,
+        ``m`` the block sizes and ``w = w(σ)``:
+        ``Jᵀ v = J_fᵀ (v - w E P C v) + w E U [crop_c(J_cᵀ embed_c(m B C v)) / m]``
         (``P`` is symmetric; in the coarse term ``Uᵀ = m B`` and ``Bᵀ = U / m``, which cancel
         where every block is full, ``m = f_1 ... f_d``)."""
+        w = self.weight(sigma)
+        if w == 0:
+            self._coarse_kwargs(generator)
+            return self.fine.denoise_vjp(x, sigma, cotangent, shift=shift, generator=generator)
         xc = self._coarse_state(x)
         sc = self.coarse_sigma(sigma, xc.ndim - 2)
         kw = self._coarse_kwargs(generator)
@@ -184,17 +218,17 @@ class TwoScalePrior:
         held: dict[str, torch.Tensor] = {}
 
         def fine_cotangent(d_fine: torch.Tensor) -> torch.Tensor:
-            held["d"] = full = self._combine(d_fine, dc)
+            held["d"] = full = self._combine(d_fine, dc, w)
             held["v"] = v = cotangent(full)
             image_v = self.fine.crop(v)
             coarse_v = block_average(image_v, self.factor)
             held["m"] = m = block_sizes(image_v.shape[2:], self.factor).to(coarse_v.device, coarse_v.dtype)
             held["coarse_v"] = m * coarse_v  # Uᵀ C v
-            return v - self.fine.embed(upsample_nearest(coarse_v, self.factor, image_v.shape[2:]))
+            return v - self.fine.embed(upsample_nearest(w * coarse_v, self.factor, image_v.shape[2:]))
 
         _, grad_fine = self.fine.denoise_vjp(x, sigma, fine_cotangent, shift=shift, generator=generator)
         _, grad_c = self.coarse.denoise_vjp(xc, sc, lambda _: self.coarse.embed(held["coarse_v"]), **kw)
         image_shape = self.fine.crop(x).shape[2:]
-        grad_coarse = self.fine.embed(upsample_nearest(self.coarse.crop(grad_c) / held["m"], self.factor,
+        grad_coarse = self.fine.embed(upsample_nearest(w * self.coarse.crop(grad_c) / held["m"], self.factor,
                                                        image_shape))
         return held["d"], grad_fine + grad_coarse

@@ -186,6 +186,9 @@ class VolumeRun:
         identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
         if self.coarse is not None:
             identity["coarse"] = {"grid": repr(getattr(self.coarse, "grid", None)), "factor": list(self.factor)}
+            weights = [self.two_scale.weight(float(sigma)) for sigma in settings.sigmas()]
+            if any(w != 1 for w in weights):  # equation (1) runs keep the identity they had before weights
+                identity["coarse"]["weights"] = weights
         if not separable:
             identity["operator"] = repr(slice_operator)
         if tag:
@@ -318,7 +321,7 @@ class VolumeRun:
         return k0, out[0], out[1]
 
     def _coarse_term(self, step: int, src: zarr.Array) -> torch.Tensor:
-        """``D_c(B x; σ_c) - B D_f`` ``(Zc, Yc, Xc)`` float64 for level ``step``: block sums band by band,
+        """``w(σ) [D_c(B x; σ_c) - B D_f]`` ``(Zc, Yc, Xc)`` float64 for level ``step``: block sums band by band,
         the coarse prior in memory (its grid shift a pure function of ``(seed, step)``)."""
         g, s = self.prior.grid, self.settings
         done = self._run(self._block_sums_band, src)
@@ -333,8 +336,11 @@ class VolumeRun:
         sigma = self.two_scale.coarse_sigma(float(s.sigmas()[step]), len(self.factor))
         grid = getattr(self.coarse, "grid", None)
         kw = {} if grid is None else {"shift": grid.random_shift(_rng(s.seed, COARSE_SHIFTS, step))}
+        w = self.two_scale.weight(float(s.sigmas()[step]))
+        if w == 0:  # equation (2) with w = 0: the fine prior alone (its shifts are drawn as always)
+            return torch.zeros_like(bd)
         dc = self.coarse.crop(self.coarse.denoise(self.coarse.embed(bx.float()[None, None]), sigma, **kw))
-        return dc[0, 0].double() - bd
+        return w * (dc[0, 0].double() - bd)
 
     def _upsampled_correction(self, i0: int, i1: int) -> torch.Tensor:
         """``U`` of the coarse term on image slices ``[i0, i1)``: ``(i1 - i0, Y, X)`` float64."""

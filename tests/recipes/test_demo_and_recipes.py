@@ -90,11 +90,13 @@ def test_paper2d_smoke_fills_every_cell_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
+    from padis3d.priors.coarse_weight import CoarseWeight, save_weight
     from tests.prior.test_two_scale_factory import save
 
     out = tmp_path / "la3d"
     cube = save(tmp_path / "cube.pt", 3, 8, [100, 32, 32], [1, 1, 1], 0)  # tiny untrained 3D priors: the plumbing
     lowres = save(tmp_path / "lowres.pt", 3, 4, [25, 8, 8], [4, 4, 4], 1)
+    save_weight(CoarseWeight((0.1, 1.0), (0.25, 0.75)), ROOT / "checkpoints" / "chest128_slab3.pt", lowres)
     cmd = [sys.executable, str(ROOT / "recipes" / "limited_angle_3d.py"), "--smoke", "--no-progress", "--out", str(out),
            "--cube", str(cube), "--lowres", str(lowres)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -106,6 +108,8 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     two = store["results"]["two-scale prior"]
     assert two["settings"]["two_scale_fine"] == "slab" and two["settings"]["lowres_prior"] == str(lowres)
     assert set(two["checkpoint_steps"]) == {"chest128_slab3.pt", "lowres.pt"}
+    assert two["settings"]["lowres_weight"] == "measured"  # the weight measured for the pair, found and recorded
+    assert two["coarse_weight"] == {"sigmas": [0.1, 1.0], "weights": [0.25, 0.75]}
     assert store["results"]["cube prior"]["checkpoint_steps"] == {"cube.pt": None}
     for row, r in store["results"].items():  # each row's own process: its peak is above its set-up's
         assert 100 < r["setup_rss_mb"] <= r["peak_rss_mb"] < 4000, (row, r)

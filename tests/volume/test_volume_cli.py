@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from padis3d import cli
+from padis3d.priors.coarse_weight import CoarseWeight, save_weight
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 
 
@@ -118,16 +119,36 @@ def test_two_scale_prior_out_of_core_with_lowres(files, volume, tmp_path, capsys
     from tests.prior.test_two_scale_factory import save
 
     low = save(tmp_path / "low.pt", 2, 4, [16, 16], [2, 2], 5)  # a tiny in-plane low-resolution prior
-    assert run(files, volume, tmp_path / "two", "--lowres", str(low)) == 0
+    # no weight measured for this pair: refused before any file is written, with the way out
+    assert run(files, volume, tmp_path / "two", "--lowres", str(low)) == 2
+    err = capsys.readouterr().err
+    assert "no coarse weight for low.pt" in err and "calibrate_two_scale.py" in err and not (tmp_path / "two").exists()
+    assert run(files, volume, tmp_path / "two", "--lowres", str(low), "--lowres-weight", "1") == 0
     report = json.loads((tmp_path / "two" / "report.json").read_text())
-    assert report["lowres"] == {"checkpoint": str(low), "factor": [1, 2, 2], "coarse_tile": [1, 4, 4]}
+    assert report["lowres"] == {"checkpoint": str(low), "factor": [1, 2, 2], "coarse_tile": [1, 4, 4], "weight": 1.0}
     assert run(files, volume, tmp_path / "one") == 0
     two, one = (np.asarray(nib.load(tmp_path / d / "reconstruction.nii.gz").dataobj) for d in ("two", "one"))
     assert np.abs(two - one).max() > 1.0  # HU: the coarse prior changed the result
-    assert run(files, volume, tmp_path / "two", "--lowres", str(low)) == 0  # resumes: nothing left to run
+    # weight 0: the fine prior alone, to the float (the coarse prior is not run)
+    assert run(files, volume, tmp_path / "zero", "--lowres", str(low), "--lowres-weight", "0") == 0
+    zero = np.asarray(nib.load(tmp_path / "zero" / "reconstruction.nii.gz").dataobj)
+    np.testing.assert_allclose(zero, one, atol=1e-3)
+    # a measured weight for the pair is found beside the coarse checkpoint and reported
+    save_weight(CoarseWeight((0.1, 1.0), (0.2, 0.7)), files / "tiny.pt", low)
+    assert run(files, volume, tmp_path / "measured", "--lowres", str(low)) == 0
+    got = json.loads((tmp_path / "measured" / "report.json").read_text())["lowres"]["weight"]
+    assert got == {"sigmas": [0.1, 1.0], "weights": [0.2, 0.7]}
+    capsys.readouterr()
+    assert run(files, volume, tmp_path / "x", "--lowres-weight", "0.5") == 2  # a weight needs a coarse prior
+    assert "--lowres-weight 0.5 weighs the two-scale prior's coarse prior: give --lowres" in capsys.readouterr().err
+    assert cli.main(["reconstruct", "--task", "denoise", "--lowres-weight", "1.5"]) == 2  # refused at parse time
+    assert "--lowres-weight: expected 'measured' or a number in [0, 1], got '1.5'" in capsys.readouterr().err
+    assert run(files, volume, tmp_path / "two", "--lowres", str(low), "--lowres-weight", "1") == 0  # resumes
     assert json.loads((tmp_path / "two" / "report.json").read_text())["resumed_from_step"] == 3
     capsys.readouterr()
     assert run(files, volume, tmp_path / "two") == 2  # the same folder without the coarse prior: another run
+    assert "other input, geometry, prior or precision" in capsys.readouterr().err
+    assert run(files, volume, tmp_path / "two", "--lowres", str(low), "--lowres-weight", "0.5") == 2  # another weight
     assert "other input, geometry, prior or precision" in capsys.readouterr().err
     assert cli.main(["reconstruct", "--task", "ct", "--checkpoint", str(files / "tiny.pt"), "--lowres", str(low),
                      "--out", str(tmp_path / "2d"), "--no-progress"]) == 2

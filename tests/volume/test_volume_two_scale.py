@@ -11,6 +11,7 @@ import zarr
 
 from padis3d.errors import PadisError
 from padis3d.operators import ParallelBeam2D
+from padis3d.priors.coarse_weight import CoarseWeight
 from padis3d.priors.patch import PatchPrior
 from padis3d.priors.slice_jump import SliceJumpPrior
 from padis3d.priors.two_scale import TwoScalePrior
@@ -86,3 +87,23 @@ def test_a_two_scale_prior_must_stream_a_plain_patch_prior(problem, tmp_path):
     with pytest.raises(PadisError, match="fine prior as a plain PatchPrior"):
         VolumeRun(TwoScalePrior(jump, two.coarse, 4), op, y, tmp_path / "w", settings())
     assert not (tmp_path / "w").exists()
+
+
+def test_a_weighted_level_is_the_in_memory_weighted_denoiser_and_another_run(problem, tmp_path):
+    two, op, y = problem
+    weighted = TwoScalePrior(two.fine, two.coarse, 4, coarse_weight=CoarseWeight((0.05, 1.0), (0.2, 0.6)))
+    vr = VolumeRun(weighted, op, y, tmp_path / "w", settings())
+    g, step = two.fine.grid, 1
+    x = torch.rand(1, 1, *g.canvas_shape, generator=torch.Generator().manual_seed(3)) * 0.7
+    vr.states[0][...] = x[0, 0].numpy()
+    vr._denoise_level(step, vr.states[0])
+    sigma = float(vr.settings.sigmas()[step])
+    assert 0.2 < weighted.weight(sigma) < 0.6
+    expect = weighted.denoise(x, sigma, shift=g.random_shift(_rng(0, SHIFTS, step)),
+                              coarse_shift=two.coarse.grid.random_shift(_rng(0, COARSE_SHIFTS, step)))[0, 0]
+    got = torch.from_numpy(vr.denoised[...]).double()
+    got[(slice(g.pad[0], g.pad[0] + SHAPE[0]), *g.image_slices()[1:])] += vr._upsampled_correction(0, SHAPE[0])
+    torch.testing.assert_close(got.float(), expect, rtol=1e-5, atol=1e-5)
+    run(two, op, y, tmp_path / "one")  # weight 1 in this folder: a weighted run there is another run
+    with pytest.raises(PadisError, match="other input, geometry, prior or precision"):
+        run(weighted, op, y, tmp_path / "one")

@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"Coarse weight w(σ) of the two-scale prior {args.fine.name} + {args.lowres.name} "
              f"({fine.meta.get('steps')} / {low.meta.get('steps')} training steps), fitted on training slices "
              f"{blocks_text} at {args.size}² ({args.repeats} noisy copies of each) in {seconds:.0f} s; PSNR dB at the coarse scale (block averages) of the "
-             f"fine prior's B D_f, the coarse prior's D_c and the mix B D_f + w (D_c - B D_f). Stored in "
+             f"fine prior's B D_f, the coarse prior's D_c and the mix B D_f + w (D_c - B D_f), and at full resolution of D_f and the two-scale D (equation (2)). Stored in "
              f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`. Command: `{command}`", "",
-             "| σ | w | B D_f | D_c | mix |", "|---|---|---|---|---|"]
-    lines += [f"| {r['sigma']:.3g} | {r['w']:.3f} | {r['fine']:.2f} | {r['coarse']:.2f} | {r['mix']:.2f} |"
-              for r in rows]
+             "| σ | w | B D_f | D_c | mix | full resolution: D_f | two-scale D |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['sigma']:.3g} | {r['w']:.3f} | {r['fine']:.2f} | {r['coarse']:.2f} | {r['mix']:.2f} | "
+              f"{r['fine_full']:.2f} | {r['mix_full']:.2f} |" for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.report is not None:

@@ -78,7 +78,8 @@ def calibrate(two: TwoScalePrior | Callable[[tuple[int, ...]], TwoScalePrior], c
     two: the two-scale prior, or a function of the spatial shape that builds it (for volumes of
     several shapes). One noisy copy and one grid shift per volume and σ (all from ``seed``); the
     fit is joint over the volumes. Returns the weight and, per σ, the coarse-scale PSNR (dB, all
-    volumes) of ``B D_f``, ``D_c`` and the mix: what the weight buys."""
+    volumes) of ``B D_f``, ``D_c`` and the mix, and at full resolution of ``D_f`` and of the
+    two-scale ``D``: what the weight buys."""
     if not sigmas or not clean:
         raise PadisError("calibrating a coarse weight needs at least one sigma and one clean volume")
     rows, weights = [], []
@@ -93,14 +94,21 @@ def calibrate(two: TwoScalePrior | Callable[[tuple[int, ...]], TwoScalePrior], c
                 xc = prior.coarse.embed(block_average(noisy, prior.factor))
                 d_c = prior.coarse.crop(prior.coarse.denoise(xc, prior.coarse_sigma(sigma, vol.ndim - 2),
                                                              **prior._coarse_kwargs(g)))
-            parts.append((block_average(d_f.double(), prior.factor), d_c.double(),
-                          block_average(vol.double(), prior.factor), block_sizes(vol.shape[2:], prior.factor)))
-        bf, dc, bx, m = zip(*parts)
+            bf, bx = block_average(d_f.double(), prior.factor), block_average(vol.double(), prior.factor)
+            m = block_sizes(vol.shape[2:], prior.factor)
+            # |D - x|² = |(I - P)(D_f - x)|² + Σ_b m_b (B D - B x)_b²: the detail's share does not depend on w
+            detail = float(((d_f.double() - vol) ** 2).sum()) - float((m * (bf - bx) ** 2).sum())
+            parts.append((bf, d_c.double(), bx, m, detail))
+        bf, dc, bx, m, detail = zip(*parts)
         w = least_squares_weight(bf, dc, bx, m)
         weights.append(w)
+        mix = [a + w * (b - a) for a, b in zip(bf, dc)]
+        voxels = sum(float(mi.sum()) * a.shape[0] * a.shape[1] for a, mi in zip(bf, m))
+        full = {k: 10 * math.log10(voxels / (sum(detail) + sum(float((mi * (v - t) ** 2).sum())
+                                                                for v, t, mi in zip(est, bx, m))))
+                for k, est in (("fine_full", bf), ("mix_full", mix))}
         rows.append({"sigma": sigma, "w": w, **{k: _psnr(v, bx, m) for k, v in
-                                               (("fine", bf), ("coarse", dc),
-                                                ("mix", [a + w * (b - a) for a, b in zip(bf, dc)]))}})
+                                               (("fine", bf), ("coarse", dc), ("mix", mix))}, **full})
     return CoarseWeight(tuple(r["sigma"] for r in rows), tuple(weights)), rows
 
 

@@ -9,6 +9,7 @@ pair of checkpoints and refuses a changed one."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -127,3 +128,21 @@ def test_upsampled_weighted_correction_only_moves_the_coarse_scale():
     d = TwoScalePrior(fine, coarse, F, coarse_weight=0.4).denoise(x, 0.5)
     detail = d - upsample_nearest(block_average(d, F), F)
     torch.testing.assert_close(detail, d0 - upsample_nearest(block_average(d0, F), F), rtol=1e-12, atol=1e-12)
+
+
+def test_the_full_resolution_psnr_of_the_calibration_is_that_of_the_two_scale_denoiser():
+    truth, fine, coarse = priors(seed=11)
+    clean = samples(truth, 3, seed=12)
+    sigma = 0.5
+    w, rows = calibrate(TwoScalePrior(fine, coarse, F), clean, [sigma], seed=3)
+    mixed = TwoScalePrior(fine, coarse, F, coarse_weight=w)
+    se_mix = se_fine = 0.0
+    for j, x in enumerate(clean):  # the calibration's own noise: seed * 1_000_003 + 1000 j + i
+        g = torch.Generator().manual_seed(3 * 1_000_003 + 1000 * j)
+        noisy = x + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        se_mix += float(((mixed.denoise(noisy, sigma) - x) ** 2).sum())
+        se_fine += float(((fine.denoise(noisy, sigma) - x) ** 2).sum())
+    n = 3 * N * N
+    assert rows[0]["mix_full"] == pytest.approx(10 * math.log10(n / se_mix), abs=1e-9)
+    assert rows[0]["fine_full"] == pytest.approx(10 * math.log10(n / se_fine), abs=1e-9)
+    assert rows[0]["mix_full"] >= rows[0]["fine_full"]  # the least-squares weight cannot lose to w = 0

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("ct20", "ct8"), default="ct20")
     p.add_argument("--checkpoint", type=nonempty_text, default=None, help="patch prior (default: the shipped checkpoints/chest128_patch.pt)")
     p.add_argument("--sampler", choices=("dds", "padis"), default="dds",
-                   help="dds: CG data step, 100 evaluations (default); padis: the paper's Algorithm 1, 200")
+                   help="dds: CG data step, 50 evaluations from the FBP re-noised at σ 0.5 (default); padis: the paper's Algorithm 1, 40 x 5 = 200")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--precision", type=precision_option, default="auto", help=PRECISION_HELP)
     p.add_argument("--smoke", action="store_true", help="seconds, not minutes: 1 slice, 2 sampler steps (for tests)")

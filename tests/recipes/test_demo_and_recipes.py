@@ -138,13 +138,19 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     assert recomputed == {"slab prior", "slab prior + TV along z", "slab prior + SS"}
     after = json.loads((out / "results.json").read_text())["results"]
     assert list(after) == ["FBP-Hann", "ADMM-TV 3D", "slab prior", "slab prior + TV along z", "slab prior + SS"]
-    # the two-scale prior on the cube prior: recomputed (its fine prior is one of its settings)
+    # the two-scale prior on the cube prior: refused before any work without a weight measured for
+    # that pair, then recomputed (its fine prior is one of its settings)
+    refused = subprocess.run(cmd + ["--two-scale-fine", "cube", "--rows", "two-scale prior"], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "has no coarse weight for the fine prior cube.pt" in refused.stderr
+    save_weight(CoarseWeight((1.0,), (0.5,)), cube, lowres)
     cube_fine = subprocess.run(cmd + ["--cg-iters", "2", "--two-scale-fine", "cube", "--rows", "cube prior",
                                       "two-scale prior"], env=env, capture_output=True, text=True, timeout=600)
     assert cube_fine.returncode == 0, cube_fine.stderr[-2000:]
     two = json.loads((out / "results.json").read_text())["results"]["two-scale prior"]
     assert two["settings"]["two_scale_fine"] == "cube" and "slab_prior" not in two["settings"]
     assert set(two["checkpoint_steps"]) == {"cube.pt", "lowres.pt"}
+    assert two["coarse_weight"] == {"sigmas": [1.0], "weights": [0.5]}
     adapted, plain = (np.load(out / f"{name}.npy") for name in ("slab_prior_+_SS", "slab_prior"))
     assert np.isfinite(adapted).all() and np.abs(adapted - plain).max() > 1e-6  # the adapted prior changed it
     assert after["ADMM-TV 3D"] == store["results"]["ADMM-TV 3D"]

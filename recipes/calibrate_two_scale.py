@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> None:
                      f"{TRAIN_SLICES[0]}-{TRAIN_SLICES[-1]}, got {z0} {z1}")
     if min(args.sigmas) <= 0:
         ap.error("--sigmas must be > 0")
-    torch.set_num_threads(1)
-    fine, low = padis3d.load_prior(args.fine), padis3d.load_prior(args.lowres)
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
+    torch.set_num_threads(1)
+    fine, low = padis3d.load_prior(args.fine), padis3d.load_prior(args.lowres)
     clean = [torch.from_numpy(chest_ct_slices(range(z0, z1), args.size))[None, None] for z0, z1 in blocks]
     clean = clean * args.repeats  # every copy gets its own noise and shifts
     built: dict[tuple[int, ...], object] = {}

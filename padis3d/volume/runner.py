@@ -324,8 +324,11 @@ class VolumeRun:
         """``w(σ) [D_c(B x; σ_c) - B D_f]`` ``(Zc, Yc, Xc)`` float64 for level ``step``: block sums band by band,
         the coarse prior in memory (its grid shift a pure function of ``(seed, step)``)."""
         g, s = self.prior.grid, self.settings
-        done = self._run(self._block_sums_band, src)
         m = block_sizes(g.shape, self.factor)[0, 0]
+        w = self.two_scale.weight(float(s.sigmas()[step]))
+        if w == 0:  # equation (2) with w = 0: the fine prior alone, no pass over the bands
+            return torch.zeros_like(m)
+        done = self._run(self._block_sums_band, src)
         bx, bd = torch.zeros_like(m), torch.zeros_like(m)
         for part in done:
             if part is not None:
@@ -336,9 +339,6 @@ class VolumeRun:
         sigma = self.two_scale.coarse_sigma(float(s.sigmas()[step]), len(self.factor))
         grid = getattr(self.coarse, "grid", None)
         kw = {} if grid is None else {"shift": grid.random_shift(_rng(s.seed, COARSE_SHIFTS, step))}
-        w = self.two_scale.weight(float(s.sigmas()[step]))
-        if w == 0:  # equation (2) with w = 0: the fine prior alone (its shifts are drawn as always)
-            return torch.zeros_like(bd)
         dc = self.coarse.crop(self.coarse.denoise(self.coarse.embed(bx.float()[None, None]), sigma, **kw))
         return w * (dc[0, 0].double() - bd)
 

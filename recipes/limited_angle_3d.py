@@ -57,7 +57,7 @@ from padis3d.priors.checkpoint import library_versions  # noqa: E402
 from padis3d.metrics import volume_metrics  # noqa: E402
 from padis3d.operators import ParallelBeam3D  # noqa: E402
 from padis3d.cli.options import coarse_weight_option  # noqa: E402
-from padis3d.priors.coarse_weight import load_weight, weight_report  # noqa: E402
+from padis3d.priors.coarse_weight import weight_for, weight_report  # noqa: E402
 from padis3d.priors.factory import two_scale_prior_from, volume_prior_from  # noqa: E402
 from padis3d.solvers.reconstruct import ProgressBar  # noqa: E402
 from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
@@ -126,7 +126,7 @@ def row_prior(row: str, s: Setup, shape: tuple[int, ...]):
     if row == TWO:
         fine = padis3d.load_prior(ROOT / getattr(s, fine_prior_key(s)))
         coarse = padis3d.load_prior(ROOT / s.lowres_prior)
-        weight = load_weight(fine.path, coarse.path) if s.lowres_weight == "measured" else float(s.lowres_weight)
+        weight = weight_for(s.lowres_weight, fine.path, coarse.path)
         return (two_scale_prior_from(fine, coarse, shape, coarse_weight=weight),
                 {str(fine.path.name): fine.meta.get("steps"), str(coarse.path.name): coarse.meta.get("steps")})
     path = s.cube_prior if row == CUBE else s.slab_prior if row.startswith("slab prior") else s.slice_prior
@@ -253,8 +253,8 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     weight = None
     if TWO in (args.rows or DEFAULT_ROWS):  # before any work: a measured weight must exist for this pair
-        weight = weight_report(load_weight(ROOT / getattr(s, fine_prior_key(s)), ROOT / s.lowres_prior)
-                               if s.lowres_weight == "measured" else float(s.lowres_weight))
+        fine_path, coarse_path = ROOT / getattr(s, fine_prior_key(s)), ROOT / s.lowres_prior
+        weight = weight_report(weight_for(s.lowres_weight, fine_path, coarse_path))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "results.json"

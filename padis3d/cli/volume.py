@@ -231,10 +231,10 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     if args.lowres is not None:  # the two-scale prior: the coarse prior runs in memory on the block averages
         from padis3d.priors.factory import two_scale_prior_from
 
-        from padis3d.priors.coarse_weight import load_weight, weight_report
+        from padis3d.priors.coarse_weight import weight_for
 
         lowres = load_prior(args.lowres, device=resolve_device(args.device), precision=args.precision)
-        weight = load_weight(args.checkpoint, args.lowres) if args.lowres_weight == "measured" else args.lowres_weight
+        weight = weight_for(args.lowres_weight, args.checkpoint, args.lowres)
         prior = two_scale_prior_from(prior, lowres, shape, max_batch=max_batch, coarse_weight=weight)
         weights_mb += model_mb(lowres.model)
     fine = prior.fine if lowres is not None else prior

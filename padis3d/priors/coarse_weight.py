@@ -93,7 +93,7 @@ def calibrate(two: TwoScalePrior | Callable[[tuple[int, ...]], TwoScalePrior], c
                 d_f = prior.fine.crop(prior.fine.denoise(prior.fine.embed(noisy), sigma, generator=g))
                 xc = prior.coarse.embed(block_average(noisy, prior.factor))
                 d_c = prior.coarse.crop(prior.coarse.denoise(xc, prior.coarse_sigma(sigma, vol.ndim - 2),
-                                                             **prior._coarse_kwargs(g)))
+                                                             **prior.coarse_kwargs(g)))
             bf, bx = block_average(d_f.double(), prior.factor), block_average(vol.double(), prior.factor)
             m = block_sizes(vol.shape[2:], prior.factor)
             # |D - x|² = |(I - P)(D_f - x)|² + Σ_b m_b (B D - B x)_b²: the detail's share does not depend on w
@@ -164,3 +164,15 @@ def load_weight(fine_checkpoint: str | Path, coarse_checkpoint: str | Path) -> C
             raise PadisError(f"the coarse weight in {path} was measured for another {file.name} (the checkpoint "
                              f"changed since); {how}")
     return CoarseWeight(tuple(entry["sigmas"]), tuple(entry["weights"]))
+
+
+def weight_for(choice: str | float, fine_checkpoint: str | Path, coarse_checkpoint: str | Path
+               ) -> CoarseWeight | float:
+    """The coarse weight a user chose: ``"measured"`` (this pair's stored ``w(σ)``, :func:`load_weight`)
+    or a fixed number in ``[0, 1]``."""
+    if choice == "measured":
+        return load_weight(fine_checkpoint, coarse_checkpoint)
+    w = float(choice)
+    if not 0.0 <= w <= 1.0:
+        raise PadisError(f"a coarse weight is 'measured' or a number in [0, 1], got {choice!r}")
+    return w

@@ -176,7 +176,7 @@ class TwoScalePrior:
         return d_fine + self.fine.embed(upsample_nearest(w * (coarse_image - block_average(image, self.factor)),
                                                          self.factor, image.shape[2:]))
 
-    def _coarse_kwargs(self, generator: torch.Generator | None, shift: Sequence[int] | None = None
+    def coarse_kwargs(self, generator: torch.Generator | None, shift: Sequence[int] | None = None
                        ) -> dict[str, Any]:
         """One (given or random) shift of the coarse prior's grid (none for a prior without tiles), for both passes."""
         grid = getattr(self.coarse, "grid", None)
@@ -188,7 +188,7 @@ class TwoScalePrior:
         the fine and coarse priors' grid shifts (default: drawn from ``generator``, the fine one first;
         with ``w(σ) = 0`` the coarse prior is not run, but its shift is still drawn)."""
         d = self.fine.denoise(x, sigma, shift=shift, generator=generator)
-        w, kw = self.weight(sigma), self._coarse_kwargs(generator, coarse_shift)
+        w, kw = self.weight(sigma), self.coarse_kwargs(generator, coarse_shift)
         if w == 0:
             return d
         xc = self._coarse_state(x)
@@ -209,11 +209,11 @@ class TwoScalePrior:
         where every block is full, ``m = f_1 ... f_d``)."""
         w = self.weight(sigma)
         if w == 0:
-            self._coarse_kwargs(generator)
+            self.coarse_kwargs(generator)
             return self.fine.denoise_vjp(x, sigma, cotangent, shift=shift, generator=generator)
         xc = self._coarse_state(x)
         sc = self.coarse_sigma(sigma, xc.ndim - 2)
-        kw = self._coarse_kwargs(generator)
+        kw = self.coarse_kwargs(generator)
         dc = self.coarse.crop(self.coarse.denoise(xc, sc, **kw))
         held: dict[str, torch.Tensor] = {}
 

@@ -16,7 +16,7 @@ import torch
 
 from padis3d.errors import PadisError
 from padis3d.priors.coarse_weight import (CoarseWeight, calibrate, least_squares_weight, load_weight, save_weight,
-                                          weight_report, weights_path)
+                                          weight_for, weight_report, weights_path)
 from padis3d.priors.gaussian import GaussianPrior
 from padis3d.priors.two_scale import TwoScalePrior, block_average, upsample_nearest
 from tests.prior.test_two_scale import F, N, FullGaussian, priors
@@ -116,9 +116,14 @@ def test_the_weight_file_belongs_to_one_pair_of_checkpoints(tmp_path):
     save_weight(CoarseWeight((1.0,), (0.9,)), other, coarse)  # a second entry keeps the first
     assert load_weight(fine, coarse) == w and load_weight(other, coarse).weights == (0.9,)
     assert json.loads(path.read_text())["fine.pt"]["command"] == "x"
+    assert weight_for("measured", fine, coarse) == w and weight_for("0.25", other, coarse) == 0.25
+    with pytest.raises(PadisError, match=r"number in \[0, 1\]"):
+        weight_for(1.5, fine, coarse)
     fine.write_bytes(b"fine, trained further")
     with pytest.raises(PadisError, match="measured for another fine.pt"):
         load_weight(fine, coarse)
+    with pytest.raises(PadisError, match="measured for another fine.pt"):
+        weight_for("measured", fine, coarse)
 
 
 def test_upsampled_weighted_correction_only_moves_the_coarse_scale():

@@ -21,6 +21,8 @@ Writes ``OUT.md`` and the figures ``OUT_ablations.png`` and ``OUT_reconstruction
 
     python recipes/paper2d.py --out results/paper2d                       # everything (CPU-hours)
     python recipes/paper2d.py --studies main --slices 115 125 --out results/paper2d_quick
+    python recipes/paper2d.py --studies main --slices 115 120 125 --patch checkpoints/chest128_patch_bf16.pt \\
+        --out results/paper2d_patch_bf16                                   # another patch prior
     python recipes/paper2d.py --smoke --out /tmp/paper2d_smoke            # seconds: the plumbing only
 """
 
@@ -136,7 +138,7 @@ def run_folder(name: str, cfg: Config, args: argparse.Namespace) -> Path:
 
 def shipped(name: str, cfg: Config, args: argparse.Namespace) -> Path | None:
     """The configuration's shipped checkpoint for ``patch`` / ``whole`` if it exists."""
-    path = ROOT / getattr(CONFIGS["cpu"] if args.smoke else cfg, name) if name in ("patch", "whole") else None
+    path = ROOT / getattr(cfg, name) if name in ("patch", "whole") else None
     return path if path is not None and path.exists() else None
 
 
@@ -231,6 +233,8 @@ def load_priors(rows: list[Row], cfg: Config, args) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     cfg = SMOKE if args.smoke else CONFIGS[args.config]
+    if args.patch is not None:
+        cfg = replace(cfg, patch=str(args.patch))
     torch.set_num_threads(args.threads)
     slices = args.slices or ([TEST_SLICES[0]] if args.smoke else list(TEST_SLICES))
     bad = [k for k in slices if k not in TEST_SLICES]
@@ -392,6 +396,8 @@ def summary(store: dict, slices: list[int], studies: list[str], cfg: Config) -> 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    ap.add_argument("--patch", type=Path, default=None,
+                    help="the patch prior's checkpoint (default: the configuration's, e.g. checkpoints/chest128_patch.pt)")
     ap.add_argument("--studies", nargs="+", choices=list(STUDIES), default=list(STUDIES))
     ap.add_argument("--tasks", nargs="+", default=None, help="restrict the tasks of every study")
     ap.add_argument("--rows", nargs="+", default=None, help="restrict to these row labels")
@@ -406,7 +412,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--smoke", action="store_true", help="seconds: 1 slice, 2 sampler levels, tiny ablation nets")
     ap.add_argument("--report", action="store_true", help="compute nothing: write OUT.md from the results in OUT.json")
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
-    run(ap.parse_args(argv))
+    args = ap.parse_args(argv)
+    if args.patch is not None and not (ROOT / args.patch).is_file():
+        ap.error(f"--patch: no checkpoint {args.patch}")
+    run(args)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,15 @@ def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, m
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_paper2d_refuses_a_missing_patch_checkpoint_before_any_work(tmp_path, capsys):
+    from recipes.paper2d import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--studies", "main", "--patch", str(tmp_path / "none.pt"), "--out", str(tmp_path / "p")])
+    assert exit_.value.code == 2 and "--patch: no checkpoint" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_paper2d_smoke_fills_every_cell_and_resumes(tmp_path):
     out, runs = tmp_path / "paper2d", tmp_path / "runs"

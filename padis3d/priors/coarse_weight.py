@@ -77,7 +77,9 @@ def calibrate(two: TwoScalePrior | Callable[[tuple[int, ...]], TwoScalePrior], c
 
     two: the two-scale prior, or a function of the spatial shape that builds it (for volumes of
     several shapes). One noisy copy and one grid shift per volume and σ (all from ``seed``); the
-    fit is joint over the volumes. Returns the weight and, per σ, the coarse-scale PSNR (dB, all
+    fit is joint over the volumes. The noisy input is a sampler's state: noise of std σ on the
+    fine prior's whole canvas and σ_c on the coarse prior's padding
+    (:meth:`TwoScalePrior.coarse_state`). Returns the weight and, per σ, the coarse-scale PSNR (dB, all
     volumes) of ``B D_f``, ``D_c`` and the mix, and at full resolution of ``D_f`` and of the
     two-scale ``D``: what the weight buys."""
     if not sigmas or not clean:
@@ -88,12 +90,16 @@ def calibrate(two: TwoScalePrior | Callable[[tuple[int, ...]], TwoScalePrior], c
         for j, vol in enumerate(clean):
             prior = two(tuple(vol.shape[2:])) if callable(two) else two
             g = torch.Generator().manual_seed(seed * 1_000_003 + 1000 * j + i)
-            noisy = vol + sigma * torch.randn(vol.shape, generator=g, dtype=vol.dtype)
+            # a sampler's state: noise on the whole canvas, padding included (as in training patches)
+            state = prior.fine.embed(vol) + sigma * torch.randn((*vol.shape[:2], *prior.fine.state_shape),
+                                                                generator=g, dtype=vol.dtype)
+            noisy = prior.fine.crop(state)
             with torch.inference_mode():
-                d_f = prior.fine.crop(prior.fine.denoise(prior.fine.embed(noisy), sigma, generator=g))
-                xc = prior.coarse.embed(block_average(noisy, prior.factor))
-                d_c = prior.coarse.crop(prior.coarse.denoise(xc, prior.coarse_sigma(sigma, vol.ndim - 2),
-                                                             **prior.coarse_kwargs(g)))
+                d_f = prior.fine.crop(prior.fine.denoise(state, sigma, generator=g))
+                sc = prior.coarse_sigma(sigma, vol.ndim - 2)
+                kw, padding = prior.coarse_draws(g, vol.shape[:2])
+                xc = prior.coarse_state(block_average(noisy, prior.factor), sc, padding)
+                d_c = prior.coarse.crop(prior.coarse.denoise(xc, sc, **kw))
             bf, bx = block_average(d_f.double(), prior.factor), block_average(vol.double(), prior.factor)
             m = block_sizes(vol.shape[2:], prior.factor)
             # |D - x|² = |(I - P)(D_f - x)|² + Σ_b m_b (B D - B x)_b²: the detail's share does not depend on w

@@ -185,7 +185,8 @@ class VolumeRun:
         self.dir = Path(work_dir)
         identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
         if self.coarse is not None:
-            identity["coarse"] = {"grid": repr(getattr(self.coarse, "grid", None)), "factor": list(self.factor)}
+            identity["coarse"] = {"grid": repr(getattr(self.coarse, "grid", None)), "factor": list(self.factor),
+                                  "padding": "noisy"}  # runs before its canvas padding got σ_c noise differ
             weights = [self.two_scale.weight(float(sigma)) for sigma in settings.sigmas()]
             if any(w != 1 for w in weights):  # equation (1) runs keep the identity they had before weights
                 identity["coarse"]["weights"] = weights
@@ -322,7 +323,8 @@ class VolumeRun:
 
     def _coarse_term(self, step: int, src: zarr.Array) -> torch.Tensor:
         """``w(σ) [D_c(B x; σ_c) - B D_f]`` ``(Zc, Yc, Xc)`` float64 for level ``step``: block sums band by band,
-        the coarse prior in memory (its grid shift a pure function of ``(seed, step)``)."""
+        the coarse prior in memory (its draws, :meth:`TwoScalePrior.coarse_draws`, a pure function of
+        ``(seed, step)``)."""
         g, s = self.prior.grid, self.settings
         m = block_sizes(g.shape, self.factor)[0, 0]
         w = self.two_scale.weight(float(s.sigmas()[step]))
@@ -337,9 +339,9 @@ class VolumeRun:
                 bd[k0:k0 + len(sd)] += torch.from_numpy(sd)
         bx, bd = bx / m, bd / m
         sigma = self.two_scale.coarse_sigma(float(s.sigmas()[step]), len(self.factor))
-        grid = getattr(self.coarse, "grid", None)
-        kw = {} if grid is None else {"shift": grid.random_shift(_rng(s.seed, COARSE_SHIFTS, step))}
-        dc = self.coarse.crop(self.coarse.denoise(self.coarse.embed(bx.float()[None, None]), sigma, **kw))
+        kw, padding = self.two_scale.coarse_draws(_rng(s.seed, COARSE_SHIFTS, step), (1, 1))
+        xc = self.two_scale.coarse_state(bx.float()[None, None], sigma, padding)
+        dc = self.coarse.crop(self.coarse.denoise(xc, sigma, **kw))
         return w * (dc[0, 0].double() - bd)
 
     def _upsampled_correction(self, i0: int, i1: int) -> torch.Tensor:

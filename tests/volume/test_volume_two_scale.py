@@ -54,7 +54,7 @@ def test_each_level_is_the_in_memory_two_scale_denoiser(problem, tmp_path, step)
     vr._denoise_level(step, vr.states[0])
     sigma = float(vr.settings.sigmas()[step])
     expect = two.denoise(x, sigma, shift=g.random_shift(_rng(0, SHIFTS, step)),
-                         coarse_shift=two.coarse.grid.random_shift(_rng(0, COARSE_SHIFTS, step)))[0, 0]
+                         coarse_generator=_rng(0, COARSE_SHIFTS, step))[0, 0]
     got = torch.from_numpy(vr.denoised[...]).double()
     got[(slice(g.pad[0], g.pad[0] + SHAPE[0]), *g.image_slices()[1:])] += vr._upsampled_correction(0, SHAPE[0])
     torch.testing.assert_close(got.float(), expect, rtol=1e-5, atol=1e-5)
@@ -100,7 +100,7 @@ def test_a_weighted_level_is_the_in_memory_weighted_denoiser_and_another_run(pro
     sigma = float(vr.settings.sigmas()[step])
     assert 0.2 < weighted.weight(sigma) < 0.6
     expect = weighted.denoise(x, sigma, shift=g.random_shift(_rng(0, SHIFTS, step)),
-                              coarse_shift=two.coarse.grid.random_shift(_rng(0, COARSE_SHIFTS, step)))[0, 0]
+                              coarse_generator=_rng(0, COARSE_SHIFTS, step))[0, 0]
     got = torch.from_numpy(vr.denoised[...]).double()
     got[(slice(g.pad[0], g.pad[0] + SHAPE[0]), *g.image_slices()[1:])] += vr._upsampled_correction(0, SHAPE[0])
     torch.testing.assert_close(got.float(), expect, rtol=1e-5, atol=1e-5)

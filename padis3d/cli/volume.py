@@ -231,7 +231,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     if args.lowres is not None:  # the two-scale prior: the coarse prior runs in memory on the block averages
         from padis3d.priors.factory import two_scale_prior_from
 
-        from padis3d.priors.coarse_weight import weight_for
+        from padis3d.priors.coarse_weight import weight_for, weight_report
 
         lowres = load_prior(args.lowres, device=resolve_device(args.device), precision=args.precision)
         weight = weight_for(args.lowres_weight, args.checkpoint, args.lowres)

@@ -18,8 +18,9 @@ Every row runs in a fresh process (spawned), so its peak resident memory (``VmHW
 :func:`padis3d.memory.peak_rss_mb`) is its own: the table gives it next to the seconds, and
 ``results.json`` also the peak after the process's set-up (imports, operator, measurements).
 Resumable: finished rows are kept in ``OUT/results.json`` (a row is recomputed when a setting
-it depends on changes); reconstructions in ``OUT/*.npy``. Rows may be computed by separate
-processes at once (``--rows``), e.g. one per core.
+it depends on changes, the two-scale row also when its coarse weight was re-measured);
+reconstructions in ``OUT/*.npy``. Rows may be computed by separate processes at once
+(``--rows``), e.g. one per core.
 Writes ``OUT/table.md`` and ``OUT/planes.png`` (axial, coronal, sagittal centre planes).
 
     python recipes/limited_angle_3d.py --out results/limited_angle_3d
@@ -265,7 +266,9 @@ def run(args: argparse.Namespace) -> dict:
     recs = {}
     for row in args.rows or DEFAULT_ROWS:
         npy = out / f"{row.split(',')[0].replace(' ', '_')}.npy"
-        if row in store["results"] and npy.exists():
+        stored = store["results"].get(row)
+        # a two-scale row is also stale when its pair's weight was re-measured since
+        if stored is not None and npy.exists() and (row != TWO or stored.get("coarse_weight") == weight):
             recs[row] = np.load(npy)
             continue
         done = run_row(row, s, truth.shape, y, args.threads, not args.no_progress)

@@ -160,6 +160,12 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     assert two["settings"]["two_scale_fine"] == "cube" and "slab_prior" not in two["settings"]
     assert set(two["checkpoint_steps"]) == {"cube.pt", "lowres.pt"}
     assert two["coarse_weight"] == {"sigmas": [1.0], "weights": [0.5]}
+    save_weight(CoarseWeight((1.0,), (0.25,)), cube, lowres)  # re-measured: the stored row is stale
+    remeasured = subprocess.run(cmd + ["--cg-iters", "2", "--two-scale-fine", "cube", "--rows", "two-scale prior"],
+                                env=env, capture_output=True, text=True, timeout=600)
+    assert remeasured.returncode == 0 and "two-scale prior: PSNR" in remeasured.stdout, remeasured.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["results"]["two-scale prior"]["coarse_weight"] == {
+        "sigmas": [1.0], "weights": [0.25]}
     adapted, plain = (np.load(out / f"{name}.npy") for name in ("slab_prior_+_SS", "slab_prior"))
     assert np.isfinite(adapted).all() and np.abs(adapted - plain).max() > 1e-6  # the adapted prior changed it
     assert after["ADMM-TV 3D"] == store["results"]["ADMM-TV 3D"]

@@ -93,12 +93,9 @@ def calibrate(two: TwoScalePrior | Callable[[tuple[int, ...]], TwoScalePrior], c
             # a sampler's state: noise on the whole canvas, padding included (as in training patches)
             state = prior.fine.embed(vol) + sigma * torch.randn((*vol.shape[:2], *prior.fine.state_shape),
                                                                 generator=g, dtype=vol.dtype)
-            noisy = prior.fine.crop(state)
             with torch.inference_mode():
                 d_f = prior.fine.crop(prior.fine.denoise(state, sigma, generator=g))
-                sc = prior.coarse_sigma(sigma, vol.ndim - 2)
-                kw, padding = prior.coarse_draws(g, vol.shape[:2])
-                xc = prior.coarse_state(block_average(noisy, prior.factor), sc, padding)
+                xc, sc, kw = prior.coarse_input(state, sigma, prior.coarse_draws(g, vol.shape[:2]))
                 d_c = prior.coarse.crop(prior.coarse.denoise(xc, sc, **kw))
             bf, bx = block_average(d_f.double(), prior.factor), block_average(vol.double(), prior.factor)
             m = block_sizes(vol.shape[2:], prior.factor)

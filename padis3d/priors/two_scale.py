@@ -196,12 +196,13 @@ class TwoScalePrior:
         outside = 1 - self.coarse.embed(torch.ones_like(coarse_image))
         return state + sigma_c * outside * padding_noise.to(state)
 
-    def _coarse_input(self, x: torch.Tensor, sigma: float, generator: torch.Generator | None
-                      ) -> tuple[torch.Tensor, float, dict[str, Any]]:
-        """The coarse prior's state, noise level and shift keyword for the fine state ``x``."""
+    def coarse_input(self, x: torch.Tensor, sigma: float, draws: tuple[dict[str, Any], torch.Tensor | None]
+                     ) -> tuple[torch.Tensor, float, dict[str, Any]]:
+        """The coarse prior's state, noise level ``σ_c`` and shift keyword for the fine state ``x``
+        at ``σ``, from its :meth:`coarse_draws`."""
         image = block_average(self.fine.crop(x), self.factor)
         sc = self.coarse_sigma(sigma, image.ndim - 2)
-        kw, noise = self.coarse_draws(generator, x.shape[:2])
+        kw, noise = draws
         return self.coarse_state(image, sc, noise), sc, kw
 
     def _combine(self, d_fine: torch.Tensor, coarse_image: torch.Tensor, w: float) -> torch.Tensor:
@@ -218,9 +219,10 @@ class TwoScalePrior:
         ``w(σ) = 0``, where the coarse prior is not run."""
         d = self.fine.denoise(x, sigma, shift=shift, generator=generator)
         w = self.weight(sigma)
-        xc, sc, kw = self._coarse_input(x, sigma, generator if coarse_generator is None else coarse_generator)
+        draws = self.coarse_draws(generator if coarse_generator is None else coarse_generator, x.shape[:2])
         if w == 0:
             return d
+        xc, sc, kw = self.coarse_input(x, sigma, draws)
         dc = self.coarse.crop(self.coarse.denoise(xc, sc, **kw))
         return self._combine(d, dc, w)
 
@@ -236,9 +238,10 @@ class TwoScalePrior:
         (``P`` is symmetric; in the coarse term ``Uᵀ = m B`` and ``Bᵀ = U / m``, which cancel
         where every block is full, ``m = f_1 ... f_d``)."""
         w = self.weight(sigma)
-        xc, sc, kw = self._coarse_input(x, sigma, generator)
+        draws = self.coarse_draws(generator, x.shape[:2])
         if w == 0:
             return self.fine.denoise_vjp(x, sigma, cotangent, shift=shift, generator=generator)
+        xc, sc, kw = self.coarse_input(x, sigma, draws)
         dc = self.coarse.crop(self.coarse.denoise(xc, sc, **kw))
         held: dict[str, torch.Tensor] = {}
 

@@ -24,14 +24,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
-
-
 def main(argv: list[str] | None = None) -> None:
     import padis3d
     from padis3d.io.sample_data import TRAIN_SLICES, chest_ct_slices
+    from padis3d.metrics import psnr
     from padis3d.priors.factory import patch_prior_from
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

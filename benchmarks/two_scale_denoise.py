@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     import padis3d
     from padis3d.io.sample_data import TRAIN_SLICES, chest_ct_slices
     from padis3d.priors.factory import two_scale_prior_from, volume_prior_from
-    from padis3d.priors.coarse_weight import load_weight
+    from padis3d.priors.coarse_weight import weight_for
     from padis3d.priors.two_scale import block_average
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     fine_ckpt = padis3d.load_prior(ROOT / f"checkpoints/chest128_{'slab3' if args.fine == 'slab' else 'cube'}.pt")
     low = padis3d.load_prior(ROOT / args.lowres)
     fine = volume_prior_from(fine_ckpt, vol.shape[2:], args.tile if args.tile == "auto" else int(args.tile))
-    weight = load_weight(fine_ckpt.path, low.path) if args.weight == "measured" else float(args.weight)
+    weight = weight_for(args.weight, fine_ckpt.path, low.path)
     two = two_scale_prior_from(fine, low, vol.shape[2:], coarse_weight=weight)
     truth_c = block_average(vol, two.factor)
     lines = [f"two-scale denoising, training slices {args.block[0]}-{args.block[1] - 1} at 128²: fine = "
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{two.factor}, coarse {two.coarse.grid.shape}, tile {two.coarse.grid.tile}, canvas "
              f"{two.coarse.grid.canvas_shape}), weight {args.weight}; PSNR dB. Input: a sampler's state (noise on the "
              "whole canvas, padding included); 'zero padding': the same noise on the image only",
-             "", "| σ | D_f | D_f, zero padding | two-scale D | B x_σ | D_c(B x_σ; σ_c) | D_c, zero padding | B D_f |",
+             "", "| σ | D_f | D_f, zero padding | two-scale D | B x_σ | D_c(B x_σ; σ_c) | D_c, zero padding "
+             "| B D_f |",
              "|---|---|---|---|---|---|---|---|"]
     print(lines[0], flush=True)
     for sigma in args.sigmas:

@@ -6,7 +6,8 @@ never asserted):
 
 Every training patch carries noise on its padding too, and so does every sampler state (the
 samplers start from noise on the whole canvas). An image denoiser that embeds a noisy image in
-zeros (``PatchPrior.image_denoiser``, used by PnP-ADMM) hands the network tiles it never saw. For
+zeros hands the network tiles it never saw (``PatchPrior.image_denoiser``, PnP-ADMM's, did until
+these numbers; it now calls ``PatchPrior.embed_noisy``). For
 each σ: PSNR of ``D`` from the same noisy image with noise of std σ on the padding, and with zeros
 there (the volume priors: ``benchmarks/two_scale_denoise.py``, columns "zero padding").
 """

@@ -309,7 +309,8 @@ def result_tag(row: Row, task: str, cfg: Config, args: argparse.Namespace, prior
         name = prior_key(row)[0]
         spec |= {"prior": name, "tile": row.tile, "file": str(getattr(cfg, name, run_folder(name, cfg, args)))}
     if row.method == "pnp":
-        spec |= {"pnp_iters": cfg.pnp_iters, "pnp_sigma": PNP_SIGMA}
+        # image_denoiser puts noise on the canvas padding since issue 17 (zeros before): rows from then are recomputed
+        spec |= {"pnp_iters": cfg.pnp_iters, "pnp_sigma": PNP_SIGMA, "pnp_padding": "noisy"}
     if row.method == "diffusion":
         spec["settings"] = row_settings(row, task, cfg, args).to_dict()
     steps = priors.get(prior_key(row), (None, None))[1]

@@ -196,7 +196,8 @@ def evaluate_row(row: Row, task: Task, x: torch.Tensor, y: torch.Tensor, prior: 
         priors = {("patch", "auto"): (prior.prior, prior.steps)} if prior is not None else {}
         cfg = SMOKE if args.smoke else CONFIGS["cpu"]
         rec = evaluate(Paper2dRow(row.label, row.method), task, x, y, cfg, priors, args)
-        extra = {"pnp_sigma": PNP_SIGMA, "pnp_iters": cfg.pnp_iters} if row.method == "pnp" else {}
+        extra = {"pnp_sigma": PNP_SIGMA, "pnp_iters": cfg.pnp_iters, "pnp_padding": "noisy"} \
+            if row.method == "pnp" else {}  # records without pnp_padding: zeros on the padding (before issue 17)
         return rec, extra | ({"tv_iters": cfg.tv_iters or task.tv_iters} if row.method == "tv" else {})
     settings = sampler_settings(task.name, args.smoke, args.seed)
     adapt = adapt_settings(task, args.smoke) if row.adapt else None

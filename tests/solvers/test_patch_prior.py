@@ -95,3 +95,23 @@ def test_tile_must_suit_the_network():
             multiple = 4
     with pytest.raises(PadisError, match="multiples of 4"):
         PatchPrior(Configured(), (20, 20), 6)
+
+
+def test_image_denoiser_puts_noise_of_std_sigma_on_the_padding(denoiser):
+    """PnP's image denoiser hands the network a sampler-like state: the image unchanged, noise of
+    std σ where the canvas is padding (zeros there are tiles no training patch looks like), then
+    the grid shift, both from the one generator; it equals the prior's denoiser of that state."""
+    prior = PatchPrior(denoiser, (20, 18), 8)
+    image = torch.rand(1, 1, 20, 18, dtype=torch.float64)
+    sigma = 0.4
+    state = prior.embed_noisy(image, sigma, torch.Generator().manual_seed(3))
+    assert torch.equal(prior.crop(state), image)
+    padding = state[0, 0][prior.embed(torch.ones_like(image))[0, 0] == 0]
+    assert padding.numel() > 300 and abs(float(padding.std()) / sigma - 1) < 0.15
+    g = torch.Generator().manual_seed(3)
+    by_hand = prior.crop(prior.denoise(prior.embed_noisy(image, sigma, g), sigma, generator=g))
+    assert torch.equal(prior.image_denoiser(sigma, torch.Generator().manual_seed(3))(image), by_hand)
+    g = torch.Generator().manual_seed(3)
+    prior.embed_noisy(image, sigma, g)  # the same shift, zeros on the padding
+    zeros = prior.crop(prior.denoise(prior.embed(image), sigma, shift=prior.grid.random_shift(g)))
+    assert not torch.allclose(by_hand, zeros, atol=1e-3)

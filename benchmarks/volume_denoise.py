@@ -10,7 +10,13 @@ prior's step count (``SLAB_3485``: the slab prior's first training command with 
 see the closing note of issue 17) against both shipped priors, at equal input. Each prior gets
 what a sampler at level σ hands it: the same noisy block ``x + σ n`` and fresh noise of std σ on
 its own canvas padding (``PatchPrior.embed_noisy``); PSNR (clipped, as every table) of
-``D(x_σ; σ)`` against the clean block, averaged over ``--draws`` noise and grid-shift draws.
+``D(x_σ; σ)`` against the clean block, averaged over ``--draws`` noise and grid-shift draws: of
+the whole block, of its two end slices (first and last), and of the slices between.
+
+Why the end slices: a slab prior is trained on slabs of ``k`` real slices, but a slab tile that
+straddles the block's end holds padding slices (noise only), which it never saw; a cube prior's
+training cubes include the training block's own z padding. ``--padding-slices`` adds each slab
+prior as it was before :mod:`padis3d.priors.slab_ends` (padding slices in its end tiles).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     from padis3d.io.sample_data import TRAIN_SLICES, chest_ct_slices
     from padis3d.metrics import psnr
     from padis3d.priors.factory import volume_prior_from
+    from padis3d.priors.patch import PatchPrior
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--priors", type=Path, nargs="+",
@@ -39,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block", type=int, nargs=2, default=(66, 89), metavar=("Z0", "Z1"))
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.2, 0.5, 1.0, 2.0])
     ap.add_argument("--draws", type=int, default=2, help="noise and shift draws per σ (default 2)")
+    ap.add_argument("--padding-slices", action="store_true",
+                    help="also each slab prior with padding slices in its end tiles (before padis3d.priors.slab_ends)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if not set(range(*args.block)) <= set(TRAIN_SLICES):
@@ -54,10 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     priors = [volume_prior_from(p, vol.shape[2:]) for p in loaded]
     names = [f"{p.path.parent.name}/{p.path.name} ({p.meta.get('steps')} steps, tile {v.grid.tile})"
              for p, v in zip(loaded, priors)]
+    if args.padding_slices:
+        for p, v in list(zip(loaded, priors)):
+            if p.meta.get("mode") == "slab":
+                priors.append(PatchPrior(p, vol.shape[2:], v.grid.tile, fold_axes=(0,), min_shifts=(v.grid.tile[0], 1, 1)))
+                names.append(f"{p.path.parent.name}/{p.path.name}, padding slices in its end tiles")
     lines = [f"one denoising step, training slices {args.block[0]}-{args.block[1] - 1} at 128², PSNR dB, mean of "
              f"{args.draws} draws; input: a sampler's state (noise on the block and on each canvas's padding)", ""]
     lines += [f"* {chr(65 + i)}: {n}" for i, n in enumerate(names)] + [""]
-    lines += ["| σ | " + " | ".join(chr(65 + i) for i in range(len(priors))) + " | seconds per step |",
+    lines += ["PSNR of the whole block / its two end slices / the slices between", "",
+              "| σ | " + " | ".join(chr(65 + i) for i in range(len(priors))) + " | seconds per step |",
               "|---" * (len(priors) + 2) + "|"]
     print("\n".join(lines), flush=True)
     for sigma in args.sigmas:
@@ -69,8 +84,11 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.process_time()
                 d = prior.crop(prior.denoise(prior.embed_noisy(noisy, sigma, g), sigma, generator=g))
                 seconds[i] += (time.process_time() - t0) / args.draws
-                scores[i].append(psnr(d, vol))
-        lines.append(f"| {sigma:g} | " + " | ".join(f"{sum(s) / len(s):.2f}" for s in scores) + " | "
+                ends = [0, vol.shape[2] - 1]
+                scores[i].append([psnr(d, vol), psnr(d[:, :, ends], vol[:, :, ends]),
+                                  psnr(d[:, :, 1:-1], vol[:, :, 1:-1])])
+        means = [[sum(v) / len(v) for v in zip(*s)] for s in scores]
+        lines.append(f"| {sigma:g} | " + " | ".join(" / ".join(f"{v:.2f}" for v in m) for m in means) + " | "
                      + " / ".join(f"{t:.0f}" for t in seconds) + " |")
         print(lines[-1], flush=True)
     if args.out is not None:

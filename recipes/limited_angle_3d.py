@@ -90,6 +90,9 @@ class Setup:
     # w(σ) of the two-scale prior (equation (2) of padis3d.priors.two_scale): "measured" (the table of
     # recipes/calibrate_two_scale.py for this pair of checkpoints, on training slices) or a number in [0, 1]
     lowres_weight: str = "measured"
+    # slab tiles at the block's ends: "replicated" (padis3d.priors.slab_ends, issue 17); stored slab rows
+    # without it had padding slices in those tiles and are recomputed
+    slab_ends: str = "replicated"
     # test-time adaptation of the slab prior (row SS; issue 15): LoRA rank 4, lr 1e-3, <= 10 Adam
     # steps at every 5th level with σ <= 0.5 (the 2D setting of results/tune_adaptation.md)
     adapt_every: int = 5
@@ -109,11 +112,12 @@ _DDS = _BLOCK + ("steps", "sigma_max", "rho", "cg_iters", "eta", "seed")
 def row_settings(row: str, s: Setup) -> dict:
     """The settings one row's result depends on: a stored row is reused only while these match."""
     keys = {"FBP-Hann": _BLOCK, "ADMM-TV 3D": _BLOCK + ("tv_iters",),
-            "2D patch prior, slice by slice": _DDS + ("slice_prior",), "slab prior": _DDS + ("slab_prior",),
-            JUMP: _DDS + ("slab_prior",), TV_Z: _DDS + ("slab_prior", "tv_z"),
-            SS: _DDS + ("slab_prior", "adapt_every", "adapt_max_sigma", "adapt_steps"),
+            "2D patch prior, slice by slice": _DDS + ("slice_prior",), "slab prior": _DDS + ("slab_prior", "slab_ends"),
+            JUMP: _DDS + ("slab_prior",), TV_Z: _DDS + ("slab_prior", "tv_z", "slab_ends"),
+            SS: _DDS + ("slab_prior", "adapt_every", "adapt_max_sigma", "adapt_steps", "slab_ends"),
             CUBE: _DDS + ("cube_prior",),
-            TWO: _DDS + ("two_scale_fine", fine_prior_key(s), "lowres_prior", "lowres_weight")}[row]
+            TWO: _DDS + ("two_scale_fine", fine_prior_key(s), "lowres_prior", "lowres_weight")
+            + (("slab_ends",) if s.two_scale_fine == "slab" else ())}[row]
     return {k: getattr(s, k) for k in keys}
 
 

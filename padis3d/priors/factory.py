@@ -13,6 +13,7 @@ import torch
 from padis3d.errors import PadisError
 from padis3d.priors.checkpoint import Prior, load_prior
 from padis3d.priors.patch import PatchPrior
+from padis3d.priors.slab_ends import slab_ends_replicated
 from padis3d.priors.slice_jump import SliceJumpPrior
 from padis3d.priors.two_scale import TwoScalePrior, coarse_shape
 
@@ -39,8 +40,10 @@ def volume_prior_from(prior: Prior, volume_shape: Sequence[int], tile: int | str
     """A volume prior ``(Z, Y, X)`` from a checkpoint: a 3D prior tiles ``P x P x P`` cubes; a
     slab prior (``mode == 'slab'``, ``k`` slices as channels) tiles ``k x P x P``; a 2D patch
     prior works slice by slice (``1 x P x P``). For 2D networks the slab axis is folded into
-    the channels; the random shift applies along z as in-plane. slice_jump: a slab prior that
-    alternates adjacent and slice-jump slabs at random (:mod:`padis3d.priors.slice_jump`)."""
+    the channels; the random shift applies along z as in-plane, and slab tiles at the volume's
+    ends get real slices in place of padding (:mod:`padis3d.priors.slab_ends`). slice_jump: a slab
+    prior that alternates adjacent and slice-jump slabs at random (:mod:`padis3d.priors.slice_jump`;
+    its tiles at the ends still hold padding slices)."""
     slab = prior.meta.get("mode") == "slab"
     k = prior.config.channels if slab else 1
     if tile == "auto":
@@ -52,8 +55,8 @@ def volume_prior_from(prior: Prior, volume_shape: Sequence[int], tile: int | str
         raise PadisError(f"slice-jump slabs need a slab prior; {prior.path} is a {prior.meta.get('mode')} prior")
     if prior.config.spatial_dims == 3:
         return PatchPrior(prior, volume_shape, int(tile), **limits)
-    if slab:
-        denoiser = prior
+    if slab:  # slab tiles at the volume's ends get real slices, never padding (padis3d.priors.slab_ends)
+        denoiser = prior if slice_jump else slab_ends_replicated(prior, int(volume_shape[0]), k)
     else:  # the 2D network takes (y, x) positions; the folded tiles carry (z, y, x)
         def denoiser(x: torch.Tensor, sigma: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
             return prior(x, sigma, None if positions is None else positions[:, 1:])

@@ -184,6 +184,8 @@ class VolumeRun:
                                  f"memory budget of {settings.memory_budget / 2**20:.2f} MiB; raise the budget")
         self.dir = Path(work_dir)
         identity = {"settings": asdict(settings), "grid": repr(g), "y": list(y.shape)}
+        if getattr(getattr(prior, "denoiser", None), "slab_ends", None):  # runs before slab tiles at the ends got real slices differ
+            identity["slab_ends"] = prior.denoiser.slab_ends
         if self.coarse is not None:
             identity["coarse"] = {"grid": repr(getattr(self.coarse, "grid", None)), "factor": list(self.factor),
                                   "padding": "noisy"}  # runs before its canvas padding got σ_c noise differ

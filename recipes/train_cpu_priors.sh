@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped checkpoints in checkpoints/ (CPU, 1 thread each).
-# Usage:  recipes/train_cpu_priors.sh patch|patch-bf16|whole|slab|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
+# Usage:  recipes/train_cpu_priors.sh patch|patch-bf16|whole|slab|slab-equal-steps|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
 # Every run is resumable: re-run the same line with --resume (continues RUNS/<name>/state.pt,
 # or pass --resume checkpoints/<name>.pt to continue from the shipped weights only).
 # --steps is the total target; --hours bounds one session. Each run writes the shippable prior
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 RUNS=${RUNS:-/root/padis3d-runs}
 HOURS=${HOURS:-2.0}
-what=${1:?patch|patch-bf16|whole|slab|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu}; shift
+what=${1:?patch|patch-bf16|whole|slab|slab-equal-steps|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu}; shift
 common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
 case "$what" in
   patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
@@ -33,6 +33,10 @@ case "$what" in
     exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode cube --downsample 4 --features 16 32 64 \
       --patch-sizes 8 16 --patch-probs 0.4 0.6 --batch 8 --precision bf16 --budget-hours 0.4 --checkpoint-minutes 5 \
       --out "$RUNS/chest32_lowres" --export checkpoints/chest32_lowres.pt "$@" ;;
+  slab-equal-steps)  # issue 17: the slab recipe stopped at the cube prior's 3485 steps (fp32, 0.56 CPU-h), to
+          # measure the cube prior against the slab prior at equal steps (benchmarks/volume_denoise.py); not shipped
+    exec nice -n 10 "$PY" -m padis3d.cli.train --preset cpu --threads 1 --steps 3485 --checkpoint-minutes 10 --seed 0 \
+      --mode slab --slab 3 --precision fp32 --out "$RUNS/chest128_slab3_3485" "$@" ;;
   patch-bf16)  # issue 16: the shipped patch prior's recipe retrained in bf16 (1.4-1.6x the steps per CPU-second,
                # benchmarks/precision.py) with the shipped prior's CPU budget (1.37 CPU-h); exported beside it, not over it
     exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --precision bf16 --budget-hours 1.37 \

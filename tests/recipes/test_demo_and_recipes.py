@@ -170,3 +170,22 @@ def test_limited_angle_3d_smoke_has_every_row_and_reuses_them(tmp_path):
     assert np.isfinite(adapted).all() and np.abs(adapted - plain).max() > 1e-6  # the adapted prior changed it
     assert after["ADMM-TV 3D"] == store["results"]["ADMM-TV 3D"]
     assert after["slab prior"]["settings"]["cg_iters"] == 2
+
+
+def test_limited_angle_3d_drops_slab_rows_from_before_the_slab_ends_fix(tmp_path, monkeypatch):
+    """Stored rows whose slab tiles at the block's ends held padding slices (no ``slab_ends`` in
+    their settings) are stale: slab and slab-based two-scale rows go, the cube row stays."""
+    import importlib.util
+    from dataclasses import asdict, replace
+
+    spec = importlib.util.spec_from_file_location("limited_angle_3d", ROOT / "recipes" / "limited_angle_3d.py")
+    la3d = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "limited_angle_3d", la3d)  # dataclasses look their module up
+    spec.loader.exec_module(la3d)
+    s = la3d.Setup()
+    before = {row: {k: v for k, v in la3d.row_settings(row, s).items() if k != "slab_ends"}
+              for row in ("slab prior", "two-scale prior", "cube prior")}
+    assert "slab_ends" not in la3d.row_settings("two-scale prior", replace(s, two_scale_fine="cube"))
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"setup": asdict(s), "results": {r: {"settings": v} for r, v in before.items()}}))
+    assert list(la3d.load_store(path, s)["results"]) == ["cube prior"]

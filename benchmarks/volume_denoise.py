@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
               "| σ | " + " | ".join(chr(65 + i) for i in range(len(priors))) + " | seconds per step |",
               "|---" * (len(priors) + 2) + "|"]
     print("\n".join(lines), flush=True)
+    ends = [0, vol.shape[2] - 1]
     for sigma in args.sigmas:
         scores, seconds = [[] for _ in priors], [0.0 for _ in priors]
         for draw in range(args.draws):
@@ -84,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.process_time()
                 d = prior.crop(prior.denoise(prior.embed_noisy(noisy, sigma, g), sigma, generator=g))
                 seconds[i] += (time.process_time() - t0) / args.draws
-                ends = [0, vol.shape[2] - 1]
                 scores[i].append([psnr(d, vol), psnr(d[:, :, ends], vol[:, :, ends]),
                                   psnr(d[:, :, 1:-1], vol[:, :, 1:-1])])
         means = [[sum(v) / len(v) for v in zip(*s)] for s in scores]

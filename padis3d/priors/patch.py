@@ -123,15 +123,17 @@ class PatchPrior:
         """Image ``(B, C, *N)`` -> state ``(B, C, *canvas)``, zero-padded."""
         return self.grid.pad_image(image)
 
-    def embed_noisy(self, image: torch.Tensor, sigma: float, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
-        """Image ``(B, C, *N)`` -> state with fresh noise of std ``σ`` on the padding: the state a
-        sampler at level ``σ`` holds there, and what every training patch carries. Zeros there cost
-        the 2D patch prior 0.3-1.3 dB per denoising step (``benchmarks/padding_noise.py``)."""
+    def embed_noisy(self, image: torch.Tensor, sigma: float, generator: torch.Generator | None = None, *,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Image ``(B, C, *N)`` -> state with noise of std ``σ`` on the padding: the state a sampler at
+        level ``σ`` holds there, and what every training patch carries. ``noise``: unit noise of the
+        state's shape drawn beforehand (default: fresh from ``generator``). Zeros there cost the 2D
+        patch prior 0.3-1.3 dB per denoising step (``benchmarks/padding_noise.py``)."""
         state = self.embed(image)
-        noise = torch.randn(state.shape, generator=generator, dtype=state.dtype).to(state.device)
+        if noise is None:
+            noise = torch.randn(state.shape, generator=generator, dtype=state.dtype)
         outside = 1 - self.embed(torch.ones_like(image))
-        return state + sigma * outside * noise
+        return state + sigma * outside * noise.to(state)
 
     def crop(self, state: torch.Tensor) -> torch.Tensor:
         """State -> image region (a view)."""

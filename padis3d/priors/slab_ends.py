@@ -2,7 +2,7 @@
 
 A slab prior is trained on slabs of ``k`` real adjacent slices. The shifted partition of a
 volume's z axis puts padding slices (noise only) into the slab tiles that straddle the first or
-last slice, which the network never saw: one denoising step of those end slices lost 2.2-3.9 dB
+last slice, which the network never saw: one denoising step of those end slices lost 1.9-3.6 dB
 (``benchmarks/volume_denoise.py``). :func:`slab_ends_replicated` wraps the slab network so that
 such a tile gets its nearest real slice in place of each padding slice, and its output there is
 zero (the score pulls the padding to zero, as outside the tiled window). A tile's z comes from

@@ -190,11 +190,9 @@ class TwoScalePrior:
         ``σ_c`` where its canvas is padding. A patch prior only ever sees noisy padding (in training
         and in every sampler state); zero padding in a noisy state costs a 3D patch prior up to 4.6 dB
         at σ = 1 (``benchmarks/two_scale_denoise.py``)."""
-        state = self.coarse.embed(coarse_image)
         if padding_noise is None:
-            return state
-        outside = 1 - self.coarse.embed(torch.ones_like(coarse_image))
-        return state + sigma_c * outside * padding_noise.to(state)
+            return self.coarse.embed(coarse_image)
+        return self.coarse.embed_noisy(coarse_image, sigma_c, noise=padding_noise)
 
     def coarse_input(self, x: torch.Tensor, sigma: float, draws: tuple[dict[str, Any], torch.Tensor | None]
                      ) -> tuple[torch.Tensor, float, dict[str, Any]]:

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from padis3d.errors import PadisError
+from padis3d.io.nifti_size import check_nifti_size
 from padis3d.io.normalize import require_nonempty
 
 
-def read_nifti(path: str | Path) -> np.ndarray:
-    """The voxel array (scaled by the header's slope/intercept) in the file's axis order.
-
-    An uncompressed ``.nii`` stays memory-mapped (only the slices used are read)."""
+def read_nifti_image(path: str | Path):
+    """The nibabel image of a 2D or 3D NIfTI file (header read, voxels not yet): every reader of
+    NIfTI files goes through here, so a missing, broken or mis-sized file fails in one place."""
     import nibabel as nib
 
     path = Path(path)
@@ -21,13 +21,26 @@ def read_nifti(path: str | Path) -> np.ndarray:
         raise PadisError(f"NIfTI file {path} does not exist")
     try:
         img = nib.load(path, mmap=True)
-        data = img.dataobj if path.suffix == ".nii" else np.asarray(img.dataobj, dtype=np.float32)
-        _ = data.shape
+        _ = img.shape
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
         raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); check the file") from exc
-    if len(data.shape) not in (2, 3):
-        raise PadisError(f"NIfTI file {path} has shape {data.shape}: expected a 2D image or a 3D volume")
-    require_nonempty(data.shape, f"NIfTI file {path}")
+    if len(img.shape) not in (2, 3):
+        raise PadisError(f"NIfTI file {path} has shape {img.shape}: expected a 2D image or a 3D volume")
+    require_nonempty(img.shape, f"NIfTI file {path}")
+    check_nifti_size(path, img)  # before any voxel is read: a truncated or lying header is one line
+    return img
+
+
+def read_nifti(path: str | Path) -> np.ndarray:
+    """The voxel array (scaled by the header's slope/intercept) in the file's axis order.
+
+    An uncompressed ``.nii`` stays memory-mapped (only the slices used are read)."""
+    path = Path(path)
+    img = read_nifti_image(path)
+    try:
+        data = img.dataobj if path.suffix == ".nii" else np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
+        raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); check the file") from exc
     return data if isinstance(data, np.ndarray) else _LazySlicer(data)
 
 
@@ -42,25 +55,6 @@ class _LazySlicer:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self.dataobj, dtype=dtype or np.float32)
-
-
-def nifti_slices(path: str | Path, axis: int = 2, indices: list[int] | None = None) -> np.ndarray:
-    """Slices ``(n, a, b)`` float32 along ``axis`` of a NIfTI volume (all slices by default)."""
-    vol = read_nifti(path)
-    if vol.ndim == 2:
-        return np.asarray(vol, dtype=np.float32)[None]
-    if not 0 <= axis < 3:
-        raise PadisError(f"slice axis {axis} must be 0, 1 or 2 for the 3D volume {path}")
-    idx = range(vol.shape[axis]) if indices is None else indices
-    bad = [i for i in idx if not 0 <= i < vol.shape[axis]]
-    if bad:
-        raise PadisError(f"slices {bad} lie outside 0..{vol.shape[axis] - 1} of {path} along axis {axis}")
-    key = [slice(None)] * 3
-    out = []
-    for i in idx:
-        key[axis] = i
-        out.append(np.asarray(vol[tuple(key)], dtype=np.float32))
-    return np.stack(out)
 
 
 def resampled_affine(affine: np.ndarray, offset: tuple[float, float, float] = (0, 0, 0),
@@ -78,29 +72,3 @@ def resampled_affine(affine: np.ndarray, offset: tuple[float, float, float] = (0
     a[:3, 3] = a[:3, 3] + a[:3, :3] @ (offset_v + (zoom_v - 1) / 2)
     a[:3, :3] = a[:3, :3] * zoom_v[None, :]
     return a
-
-
-def nifti_affine(path: str | Path) -> tuple[np.ndarray, int]:
-    """The voxel-to-world affine of a NIfTI file and its number of dimensions (header only)."""
-    import nibabel as nib
-
-    try:
-        img = nib.load(Path(path))
-        return np.asarray(img.affine, dtype=np.float64), len(img.shape)
-    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
-        raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc}); check the file") from exc
-
-
-def slice_affine(affine: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """The affine of slice ``index`` along voxel ``axis`` of a 3D NIfTI, written as a
-    ``(rows, cols, 1)`` image whose rows and columns are the two other voxel axes in order (as
-    :func:`nifti_slices` returns the slice): its third voxel axis is ``axis`` itself, so the
-    image keeps its slice thickness and lands at the slice's world position."""
-    if not 0 <= axis < 3:
-        raise PadisError(f"slice axis {axis} must be 0, 1 or 2")
-    rows, cols = (a for a in range(3) if a != axis)
-    a = np.asarray(affine, dtype=np.float64)
-    permuted = np.eye(4)
-    permuted[:3, :3] = a[:3, [rows, cols, axis]]
-    permuted[:3, 3] = a[:3, 3]
-    return resampled_affine(permuted, (0, 0, index), (1, 1, 1))

@@ -1,83 +1,55 @@
-"""Whole volumes in and out, keeping what a clinical user needs back: the NIfTI affine and
-header. Arrays are ``(z, y, x)`` float32 in the file's units; a NIfTI's ``(i, j, k)`` voxel
-axes map to ``(k, j, i)`` here and back on writing, so nothing is resampled or flipped."""
+"""Whole volumes in and out, keeping what a clinical user needs back: the orientation, the NIfTI
+affine and header. In memory, arrays are ``(z, y, x)`` float32 in the canonical orientation
+(:mod:`padis3d.io.orientation`) and the file's units; on writing they go back to the file's own
+voxel order, so nothing is resampled and the output overlays the input."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from padis3d.atomic import atomic_path
 from padis3d.errors import PadisError
+from padis3d.io.canonical import CanonicalVolume, read_canonical
+from padis3d.io.orientation import CANONICAL, reorient
 
 
-@dataclass
-class VolumeFile:
-    data: np.ndarray  # (z, y, x)
-    source: Path
-    kind: str  # nifti | zarr | dicom | npy
-    affine: np.ndarray | None = None
-    header: Any = None
-    units: str = "file"  # "HU" for CT DICOM, "raw" for other DICOM modalities, else the file's own
-
-
-def read_volume(path: str | Path) -> VolumeFile:
-    """A 3D volume from NIfTI, zarr, a DICOM series (HU) or ``.npy`` (``(z, y, x)``)."""
-    from padis3d.io import detect_format, read_dicom, read_npy, read_zarr, require_finite, require_nonempty
+def read_volume(path: str | Path, *, orientation: str | None = None, series: str | None = None) -> CanonicalVolume:
+    """A 3D volume from NIfTI, zarr, a DICOM series (HU) or ``.npy``, canonically oriented
+    (:func:`padis3d.io.canonical.read_canonical`); PadisError for a 2D image or NaN/Inf voxels."""
+    from padis3d.io import detect_format, require_finite
 
     path = Path(path)
-    kind = detect_format(path)
-    affine = header = None
-    units = "file"
-    if kind == "nifti":
-        import nibabel as nib
-
-        try:
-            img = nib.load(path)
-            data = np.asarray(img.dataobj, dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
-            raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc})") from exc
-        affine, header = img.affine, img.header
-        if data.ndim == 3:
-            data = data.transpose(2, 1, 0)
-    elif kind == "zarr":
-        data = np.asarray(read_zarr(path), dtype=np.float32)
-    elif kind == "dicom":
-        data, units = read_dicom(path, with_units=True)
-    elif kind == "npy":
-        data = read_npy(path).astype(np.float32)
-    else:
+    if detect_format(path) == "images":
         raise PadisError(f"{path} is a folder of 2D images; a volume task needs NIfTI, zarr, DICOM or .npy")
-    if data.ndim != 3:
-        raise PadisError(f"{path} holds an array of shape {data.shape}; a volume task needs a 3D volume "
+    vol = read_canonical(path, orientation=orientation, series=series)
+    if vol.is_image:
+        raise PadisError(f"{path} holds a 2D image of shape {vol.stored_shape[1:]}; a volume task needs a 3D volume "
                          f"(for a 2D image use a 2D task: ct, ct-fan, deblur, sr)")
-    require_nonempty(data.shape, str(path))
-    require_finite(data, str(path))
-    return VolumeFile(np.ascontiguousarray(data), path, kind, affine, header, units)
+    require_finite(vol.data, str(path))
+    return vol
 
 
-def write_volume_like(path: str | Path, data: np.ndarray, like: VolumeFile, zoom_yx: float = 1.0) -> Path:
-    """Write ``data`` ``(z, y, x)`` atomically in ``like``'s format family: NIfTI with its affine
-    and header (in-plane voxel size scaled by ``zoom_yx`` if the volume was resized), else ``.npy``."""
+def write_volume_like(path: str | Path, data: np.ndarray, like: CanonicalVolume) -> Path:
+    """Write the canonical ``(z, y, x)`` volume ``data`` (``like``'s shape) atomically in ``like``'s
+    format family and voxel order: NIfTI with its affine and header, else ``.npy``."""
     path = Path(path)
-    if like.kind == "nifti":
+    data = np.asarray(data, dtype=np.float32)
+    if data.shape != like.data.shape:
+        raise PadisError(f"the volume to write has shape {data.shape}; {like.source} has {like.data.shape}")
+    stored = reorient(data, CANONICAL, like.stored)
+    if like.fmt == "nifti":
         import nibabel as nib
 
         path = path.with_name(path.name.split(".")[0] + ".nii.gz")
-        affine = like.affine.copy()
-        affine[:3, 3] += affine[:3, :2] @ np.full(2, (zoom_yx - 1) / 2)  # centre of the first new voxel
-        affine[:3, :2] *= zoom_yx
         header = like.header.copy()
         header.set_data_dtype(np.float32)
-        img = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0), dtype=np.float32), affine, header)
-        img.header.set_zooms((*[z * zoom_yx for z in like.header.get_zooms()[:2]], like.header.get_zooms()[2]))
+        img = nib.Nifti1Image(np.ascontiguousarray(stored.transpose(2, 1, 0)), like.affine, header)
         with atomic_path(path) as tmp:
             nib.save(img, tmp)
     else:
         path = path.with_suffix(".npy")
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, data.astype(np.float32))
+            np.save(f, stored)
     return path

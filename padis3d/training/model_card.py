@@ -29,6 +29,7 @@ def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
         f"* source: {data.get('source', 'n/a')}; axis: {data.get('axis', 'n/a')}; training slices: {slice_txt}"
         + (" (test slices 110-132 never used)" if "chest CT" in str(data.get("source")) else ""),
         f"* image size: {meta.get('image_shape')}; normalisation: {data.get('normalisation')}",
+        f"* orientation of the training slices: {_orientation_line(meta)}",
         f"* slab: {data.get('slab', 'no')}; extra position channels: {meta.get('extra_coords', 0)}",
         *([f"* downsampled: block average by {data['downsample']} (per axis) of the {data.get('full_shape')} data, "
            f"so the prior sees {data.get('shape')}: the coarse prior of a two-scale prior "
@@ -65,3 +66,17 @@ def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines))
     return out
+
+
+def _orientation_line(meta: dict) -> str:
+    """The model card's line on the orientation the prior learned (:func:`padis3d.priors.checkpoint.data_orientation`)."""
+    from padis3d.errors import PadisError
+    from padis3d.priors.checkpoint import data_orientation
+
+    try:
+        o = data_orientation(meta)
+    except PadisError:
+        return "not recorded (trained from NIfTI/DICOM before orientations were recorded: retrain)"
+    return (f"{o.get('plane')} slices in the canonical {o.get('canonical')} orientation (anterior at the top, the "
+            f"patient's left on the right; padis3d.io.orientation), from {o.get('from')}"
+            + (f" (stored as {o['stored']})" if o.get("stored") else ""))

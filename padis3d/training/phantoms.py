@@ -132,7 +132,8 @@ def ellipse_training_images(n: int = 1000, size: int = 128, seed: int = 0,
     """Training set for ``padis3d train --data ellipses``: ``(n, 1, size, size)`` in [0, 1] and the
     info dict recorded in the checkpoint (generator and every setting)."""
     images = torch.from_numpy(random_ellipses(n, size, seed, settings))[:, None]
-    info = {"source": "random ellipses (padis3d.training.phantoms)", "axis": "n/a", "images": n, "size": size,
+    info = {"source": "random ellipses (padis3d.training.phantoms)", "axis": "n/a",
+            "orientation": {"canonical": "SPL", "plane": "any", "from": "phantoms"}, "images": n, "size": size,
             "seed": seed, "generator": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
             "normalisation": {"kind": "none", "range": [0.0, 1.0]}}
     return images, info

@@ -24,14 +24,20 @@ def test_nifti_slices_along_an_axis(tmp_path, suffix):
     nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
     lazy = read_nifti(path)
     assert isinstance(lazy, np.ndarray) == (suffix == ".nii.gz")  # .nii stays memory-mapped
-    np.testing.assert_allclose(nifti_slices(path, axis=1), np.moveaxis(vol, 1, 0), rtol=1e-6)
-    np.testing.assert_allclose(nifti_slices(path, axis=2, indices=[3]), vol[None, :, :, 3], rtol=1e-6)
-    imgs, info = load_training_images(path, size=16, axis=0, window=(-1000, 1000))
-    assert load_training_images(path, size=None)[0].shape == (24, 1, 6, 20)  # NIfTI default: axis 2
+    # identity affine: voxel (i, j, k) runs toward R, A, S; the canonical (z, y, x) runs S, P, L
+    canonical = vol.transpose(2, 1, 0)[:, ::-1, ::-1]
+    np.testing.assert_allclose(nifti_slices(path), canonical, rtol=1e-6)  # axial by default
+    coronal = canonical.transpose(1, 0, 2)[:, ::-1, :]  # slices anterior -> posterior, superior at the top
+    np.testing.assert_allclose(nifti_slices(path, axis=1), coronal, rtol=1e-6)
+    sagittal = canonical.transpose(2, 0, 1)[:, ::-1, :]  # slices right -> left, superior at the top
+    np.testing.assert_allclose(nifti_slices(path, axis=2, indices=[3]), sagittal[[3]], rtol=1e-6)
+    imgs, info = load_training_images(path, size=16, axis=2, window=(-1000, 1000))
+    assert load_training_images(path, size=None)[0].shape == (24, 1, 20, 6)  # default: axial, canonical
+    assert info["orientation"] == {"stored": "SAR", "from": "affine", "plane": "sagittal", "canonical": "SPL"}
     assert imgs.shape == (6, 1, 16, 16) and imgs.min() >= 0 and imgs.max() <= 1
     assert info["normalisation"] == {"kind": "hu_window", "window": [-1000, 1000]}
     with pytest.raises(PadisError, match="outside"):
-        nifti_slices(path, axis=0, indices=[6])
+        nifti_slices(path, axis=2, indices=[6])
 
 
 def test_zarr_npy_and_image_folder(tmp_path):

@@ -46,13 +46,19 @@ def nifti_volume(tmp_path):
     return tmp_path, data
 
 
+def canonical(data: np.ndarray) -> np.ndarray:
+    """The fixture's ``(i, j, k)`` voxels (a positive diagonal affine: toward R, A, S) in the
+    canonical ``(z, y, x)`` orientation S, P, L (padis3d.io.orientation)."""
+    return np.ascontiguousarray(data.transpose(2, 1, 0)[:, ::-1, ::-1])
+
+
 @pytest.mark.parametrize("zoom", [1.0, 2.0])
 def test_band_writer_matches_nibabel(nifti_volume, zoom):
     root, data = nifti_volume
-    zyx = np.ascontiguousarray(data.transpose(2, 1, 0)) + 1
+    zyx = canonical(data) + 1
     for name in ("vol.nii", "vol.nii.gz"):
         src = open_volume(root / name)
-        assert src.shape == zyx.shape and np.array_equal(src.read(2, 7), data.transpose(2, 1, 0)[2:7])
+        assert src.shape == zyx.shape and np.array_equal(src.read(2, 7), canonical(data)[2:7])
         out = write_volume_bands(root / "out" / "rec", src, zyx.shape, lambda a, b: zyx[a:b], rows=3, zoom_yx=zoom)
         assert out.name == "rec" + name[3:]
         # what the whole-array writer of padis3d.io.volume_file (nibabel) gives
@@ -61,7 +67,7 @@ def test_band_writer_matches_nibabel(nifti_volume, zoom):
         affine[:3, :2] *= zoom
         header = src.header.copy()
         header.set_data_dtype(np.float32)
-        ref = nib.Nifti1Image(zyx.transpose(2, 1, 0), affine, header)
+        ref = nib.Nifti1Image(zyx[:, ::-1, ::-1].transpose(2, 1, 0), affine, header)  # back in the file's order
         zooms = src.header.get_zooms()
         ref.header.set_zooms((zooms[0] * zoom, zooms[1] * zoom, zooms[2]))
         nib.save(ref, root / "ref.nii")
@@ -94,7 +100,7 @@ def test_streamed_nii_equals_in_memory_and_npy(files, nifti_volume, tmp_path, mo
 
     monkeypatch.setattr(padis3d.volume.pipeline, "prep_bytes_per_row", lambda *_: 2 ** 19)
     root, data = nifti_volume
-    zyx = np.ascontiguousarray(data.transpose(2, 1, 0))
+    zyx = canonical(data)
     common = ["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"), "--size", "12", "--steps",
               "3", "--band", "4", "--window", "-500", "500", "--noise", "0.1", "--seed", "3", "--no-progress",
               "--precision", "fp32"]  # the reference below loads the prior in fp32, load_prior's default
@@ -103,7 +109,7 @@ def test_streamed_nii_equals_in_memory_and_npy(files, nifti_volume, tmp_path, mo
     assert cli.main([*common, "--input", str(_npy(root, zyx)), "--out", str(tmp_path / "npy")]) == 0
     report = json.loads((tmp_path / "nii" / "report.json").read_text())
     assert report["memory"]["band_rows"]["prepare"] < zyx.shape[0]  # really streamed in several bands
-    streamed = np.asarray(nib.load(tmp_path / "nii" / "reconstruction.nii").dataobj).transpose(2, 1, 0)
+    streamed = canonical(np.asarray(nib.load(tmp_path / "nii" / "reconstruction.nii").dataobj))
     assert np.array_equal(streamed, np.load(tmp_path / "npy" / "reconstruction.npy"))
 
     # the in-memory reference, written as volume_cli did before it streamed

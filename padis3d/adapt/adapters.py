@@ -204,6 +204,12 @@ def read_adapter_file(path: str | Path) -> dict:
         raise PadisError(f"cannot read adapter {path}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise PadisError(f"{path} is not a padis3d adapter file")
+    spec, state = payload.get("spec"), payload.get("state")
+    if not (isinstance(spec, dict) and isinstance(payload.get("base_sha256"), str) and isinstance(state, dict)
+            and all(isinstance(v, torch.Tensor) for v in state.values())
+            and isinstance(payload.get("extra", {}), dict)):
+        raise PadisError(f"{path} is not a complete padis3d adapter file (it lacks its spec, base fingerprint or "
+                         f"weights); use the {FORMAT} file a run with --adapt wrote")
     return payload
 
 
@@ -214,6 +220,10 @@ def load_adapter(path: str | Path, base: object, payload: dict | None = None) ->
     payload = read_adapter_file(path) if payload is None else payload
     if payload["base_sha256"] != weights_fingerprint(model):
         raise PadisError(f"adapter {path} was made for other base weights (SHA-256 differs)")
-    adapter = Adapter(model, **payload["spec"])
-    adapter.load_state_dict(payload["state"])
+    try:
+        adapter = Adapter(model, **payload["spec"])
+        adapter.load_state_dict(payload["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a spec or weights of another adapter layout
+        raise PadisError(f"adapter {path} does not fit its base network ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:160]})") from None
     return adapter.to(next(model.parameters()).device)

@@ -177,7 +177,7 @@ class TestTimeAdapter:
             shift = self.prior.grid.random_shift(self.generator)
             ev = self._loss_grad(self.prior, x, sigma, self.loss, self.params, shift)
             if not math.isfinite(ev.loss):
-                raise PadisError(f"adaptation loss is {ev.loss} at level {level} (sigma {sigma:g}): lower the lr")
+                raise AdaptationDiverged(level, sigma, f"its loss is {ev.loss}", s.lr)
             stop = self.discrepancy is not None and ev.residual_norm <= self.discrepancy
             if ev.loss < best * (1 - s.min_decrease):
                 best, stale = ev.loss, 0
@@ -189,6 +189,8 @@ class TestTimeAdapter:
                     p.grad = g
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+                if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                    raise AdaptationDiverged(level, sigma, "its weights are no longer finite", s.lr)
             done.append(step)
             self.history.append(step)
             if self.on_step is not None:
@@ -214,6 +216,15 @@ class TestTimeAdapter:
         if settings is None:
             settings = AdaptSettings(**recorded_settings(payload))
         return cls(base, operator, y, settings, adapter=adapter, **kw)
+
+
+class AdaptationDiverged(PadisError):
+    """Test-time adaptation blew up (non-finite loss, weights or denoised images): the learning rate is too high."""
+
+    def __init__(self, level: int, sigma: float, what: str, lr: float):
+        where = f" at level {level} (sigma {sigma:g})" if level >= 0 else ""
+        super().__init__(f"test-time adaptation diverged{where}: {what}; lower the learning rate (--adapt-lr, "
+                         f"now {lr:g}) or take fewer Adam steps per level (--adapt-steps)")
 
 
 def stored_settings(path: str | Path) -> dict[str, Any]:

@@ -72,6 +72,10 @@ def check_adapt_options(args: argparse.Namespace, volume: bool) -> None:
         if given:
             raise PadisError(f"{', '.join(given)} given without --adapt")
         return
+    if getattr(args, "adapter", None) is not None:  # read now, before any data or prior: a wrong file is one line
+        from padis3d.adapt.adapters import read_adapter_file
+
+        read_adapter_file(args.adapter)
     if volume:
         raise PadisError("--adapt works on the 2D tasks: the out-of-core volume runner denoises band by band at each "
                          "level, and the adaptation gradient needs every band's residual at once; adapt a volume "
@@ -113,6 +117,20 @@ def adapt_summary(a: dict[str, Any]) -> str:
     stop = f", stopped: {a['stopped']}" if a["stopped"] else ""
     return (f"adaptation: {a['steps_taken']} Adam steps at {len(a['adapted_levels'])} levels, {a['seconds']:.1f} s, "
             f"loss {a['first_loss']:.4g} -> {a['last_loss']:.4g}{stop}")
+
+
+def adaptation_failure(exc: PadisError, tta: Any, y: Any) -> PadisError:
+    """The error to report for ``exc``, raised while sampling: a non-finite image met by a run that adapts
+    (``tta`` not None) on finite measurements ``y`` is the adaptation diverging, said as such with what to
+    lower, not as bad input; any other error is ``exc`` itself."""
+    import torch
+
+    from padis3d.adapt.sampling import AdaptationDiverged
+
+    if tta is None or isinstance(exc, AdaptationDiverged) or "NaN or Inf" not in str(exc) \
+            or not bool(torch.isfinite(y).all()):
+        return exc
+    return AdaptationDiverged(-1, 0.0, "the adapted prior's denoised images are not finite", tta.settings.lr)
 
 
 def preload_adaptation(prior: Any) -> None:

@@ -7,7 +7,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from padis3d.cli.outputs import OutputPlan, file_inputs
+from padis3d.cli.identity import plan_inputs
+from padis3d.cli.outputs import OutputPlan
 from padis3d.cli.runner import run_parsed
 from padis3d.cli.options import (PRECISION_HELP, SEED, OneLineParser, int_range, nonempty_text, path_option,
                                  precision_option)
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="seconds, not minutes: 1 slice, 2 sampler steps (for tests)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_cmd_demo, outputs=lambda a: OutputPlan(a.out, ["demo.png", "demo.json"],
-                                                               inputs=file_inputs(a.checkpoint)))
+                                                               inputs=plan_inputs(a)))
 
     p = sub.add_parser("tiling-demo", help="tile the default chest CT with random shifts; writes a figure")
     p.add_argument("--out", type=path_option, default="outputs/tiling-demo", help="output folder (default: %(default)s)")

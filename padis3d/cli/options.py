@@ -143,6 +143,16 @@ def path_option(text: str) -> Path:
     return Path(nonempty_text(text))
 
 
+def orientation_option(text: str) -> str:
+    """argparse type of ``--orientation``: 2 or 3 patient-direction letters (:func:`padis3d.io.orientation.parse_codes`)."""
+    from padis3d.io.orientation import parse_codes
+
+    try:
+        return "".join(parse_codes(text))
+    except PadisError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def nonempty_text(text: str) -> str:
     """argparse type: a non-empty string (a path or a name)."""
     if not text.strip():
@@ -161,6 +171,19 @@ def coarse_weight_option(text: str) -> str | float:
     if not 0 <= w <= 1:
         raise argparse.ArgumentTypeError(f"expected 'measured' or a number in [0, 1], got {text!r}")
     return w
+
+
+class WindowAction(argparse.Action):
+    """``--window LO HI``: two finite numbers (each checked by the option's ``type``) with LO < HI,
+    refused at parse time otherwise (one line, exit 2)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        lo, hi = values  # type: ignore[misc]
+        if not lo < hi:
+            raise argparse.ArgumentError(self, f"needs LO < HI (the value mapped to 0, then the one mapped to 1), "
+                                               f"got {lo:g} {hi:g}; e.g. --window -1000 1000")
+        setattr(namespace, self.dest, [lo, hi])
 
 
 MIN_SIDE = 7

@@ -31,13 +31,16 @@ LOCK_NAME = ".padis3d.lock"
 class OutputPlan:
     """What a run will write and read. ``files``: names inside ``folder`` (a trailing ``/`` marks a
     sub-folder); ``extra``: files written outside it (e.g. ``train --export``); ``inputs``: paths read;
-    ``work``: a second folder the run owns (a volume run's ``--work-dir``), checked and locked like ``folder``."""
+    ``work``: a second folder the run owns (a volume run's ``--work-dir``), checked and locked like ``folder``;
+    ``own``: files read that the run's ``files`` replace by design (the training state ``OUT/state.pt``
+    that ``train --resume`` continues): no ``extra`` output may replace them."""
 
     folder: Path
     files: Sequence[str] = ()
     extra: Sequence[Path] = ()
     inputs: Sequence[str | Path] = field(default_factory=list)
     work: Path | None = None
+    own: Sequence[Path] = ()
 
     @property
     def folders(self) -> list[Path]:
@@ -79,6 +82,11 @@ def check_not_input(plan: OutputPlan) -> None:
         for out in outputs:
             if _same_file(out, src):
                 raise PadisError(f"the output {out} would overwrite the input {raw}; choose another --out")
+    for raw in plan.own:
+        for out in plan.extra:
+            if _same_file(Path(out).resolve(), Path(raw).resolve()):
+                raise PadisError(f"the output {out} would overwrite the input {raw} (the state this run "
+                                 f"continues); choose another file")
 
 
 def check_writable(plan: OutputPlan) -> None:

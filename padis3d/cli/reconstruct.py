@@ -20,10 +20,12 @@ from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, P
                                  nonempty_text,
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
                                  tile_option)
-from padis3d.cli.options import PRECISION_HELP, precision_option
-from padis3d.cli.adapt import (ADAPT_FIXED_MB, ADAPTER_FILE, adapt_report, adapt_settings, adapt_summary, add_adapt_arguments,
+from padis3d.cli.options import PRECISION_HELP, WindowAction, orientation_option, precision_option
+from padis3d.cli.adapt import (ADAPT_FIXED_MB, ADAPTER_FILE, adaptation_failure, adapt_report, adapt_settings, adapt_summary, add_adapt_arguments,
                                check_adapt_options, preload_adaptation)
-from padis3d.cli.outputs import OutputPlan, file_inputs
+from padis3d.cli.identity import plan_inputs
+from padis3d.cli.input_checks import check_input_shape, check_not_constant
+from padis3d.cli.outputs import OutputPlan
 from padis3d.errors import PadisError
 
 VOLUME_TASKS = ("ct3d-parallel", "ct3d-cone", "denoise")
@@ -107,8 +109,17 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--input", type=nonempty_text, default="chest-ct", help="'chest-ct' (bundled, held-out slice) or an image/volume file: "
       "NIfTI, DICOM, PNG/JPEG folder or file, .npy")
     a("--slice", type=NONNEG_COUNT, default=None, help="slice of a volume (default: 120 of the chest CT, else the middle)")
-    a("--axis", type=int_range(0, 3), default=None, help="slice axis of a volume file")
-    a("--window", type=float_range(-1e9, 1e9), nargs=2, default=None, metavar=("LO", "HI"), help="HU window for CT files")
+    a("--axis", type=int_range(0, 2), default=None, help="plane of a volume file: 0 axial (default), 1 coronal, "
+      "2 sagittal, each slice in the canonical orientation the priors learned (NIfTI/DICOM from their geometry)")
+    a("--orientation", type=orientation_option, default=None, metavar="CODES",
+      help="how an npy/zarr/PNG input is stored, for formats without geometry: 3 letters for a volume's (z, y, x), "
+      "2 for an image's (rows, columns), each the patient direction the axis runs toward (L/R, A/P, S/I); "
+      "default: as stored, taken as the canonical SPL (axial slices, anterior at the top, the patient's left "
+      "on the right); NIfTI and DICOM give their own")
+    a("--series", type=nonempty_text, default=None, metavar="UID",
+      help="the DICOM series to read from a folder that holds several (SeriesInstanceUID or a unique prefix)")
+    a("--window", type=float_range(-1e9, 1e9), nargs=2, action=WindowAction, default=None, metavar=("LO", "HI"),
+      help="HU window for CT files (the bundled CT too; default -1000 1000 for CT)")
     a("--size", type=int_range(MIN_SIDE, 16384), default=128, help="image side after resizing (default: %(default)s)")
     a("--measured", type=path_option, default=None, help=".npy measurements (sinogram / blurred / low-res image) "
       "instead of simulating them from --input, which is then only the reference")
@@ -182,11 +193,17 @@ def _reference_image(args: argparse.Namespace):
         from padis3d.io import HU_WINDOW
 
         k = 120 if args.slice is None else args.slice
-        image = chest_ct_slices([k], args.size)[0]
+        window = tuple(args.window) if args.window else HU_WINDOW  # --window is honoured (and recorded) here too
+        image = chest_ct_slices([k], args.size, window)[0]
+        check_not_constant(image, f"chest CT axial slice {k}")
         return ReferenceSlice(image, f"chest CT axial slice {k}", "chest-ct", (512, 512),
-                              {"kind": "hu_window", "window": list(HU_WINDOW)}, None, None,
-                              (512 / args.size, 512 / args.size))
-    ref = read_reference_slice(args.input, args.slice, args.axis, tuple(args.window) if args.window else None)
+                              {"kind": "hu_window", "window": list(window)}, None,
+                              zoom=(512 / args.size, 512 / args.size),
+                              orientation={"stored": "SPL", "from": "bundled", "canonical": "SPL", "plane": "axial"})
+    ref = read_reference_slice(args.input, args.slice, args.axis, tuple(args.window) if args.window else None,
+                               orientation=args.orientation, series=args.series)
+    check_input_shape(ref.input_shape, ref.source)  # the input's own size, before it is resized
+    check_not_constant(ref.image, ref.source)
     return ref.resized(reconstruction_shape(ref.input_shape, args.size, args.task, args.factor))
 
 
@@ -215,28 +232,39 @@ def build_operator(args: argparse.Namespace, shape: int | tuple[int, int]):
 
 
 def image_suffix(like: str) -> str:
-    """The suffix of a 2D result in the input's format family: NIfTI -> .nii.gz, images -> .png, else .npy."""
+    """The suffix of a 2D result in the input's format family: NIfTI -> .nii.gz, PNG/JPEG images (a
+    file or a folder of them) -> .png, else (npy, zarr, DICOM in its units) .npy."""
     if like.endswith((".nii", ".nii.gz")):
         return ".nii.gz"
-    if like.lower().endswith((".png", ".jpg", ".jpeg")) or Path(like).is_dir():
+    if like.lower().endswith((".png", ".jpg", ".jpeg")):
         return ".png"
+    if Path(like).is_dir() and not like.rstrip("/").endswith(".zarr"):
+        from padis3d.io import IMAGE_SUFFIXES
+
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(like).iterdir()):
+            return ".png"
     return ".npy"
 
 
 def _save_image(path: Path, image: np.ndarray, like: str, ref: Any = None) -> Path:
     """Reconstruction in the input's format family (:func:`image_suffix`). With ``ref`` (the
     :class:`padis3d.io.reference.ReferenceSlice` it was made from), values go back to the input's
-    units and a NIfTI gets the slice's affine on the reconstruction grid (else the identity)."""
+    units and orientation (the file's own voxel order), and a NIfTI gets the affine of the input
+    voxels the result was computed from (else the identity)."""
     suffix = image_suffix(like)
     if ref is not None and suffix != ".png":
         image = ref.to_units(image)
+    affine = None
+    if ref is not None:  # back in the input's own orientation (voxel order) and geometry
+        image, affine = ref.to_file(image)
     if suffix == ".nii.gz":
         import nibabel as nib
 
         path = path.with_suffix(".nii.gz")
-        affine = ref.affine if ref is not None and ref.affine is not None else np.eye(4)
+        data = image.astype(np.float32)
         with atomic_path(path) as tmp:
-            nib.save(nib.Nifti1Image(image.astype(np.float32)[:, :, None], affine), tmp)
+            nib.save(nib.Nifti1Image(data if data.ndim == 3 else data[:, :, None],
+                                     affine if affine is not None else np.eye(4)), tmp)
     elif suffix == ".png":
         from skimage.io import imsave
 
@@ -301,6 +329,10 @@ def settings_from_args(args: Any, default: Any) -> Any:
 
 def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     """What ``padis3d reconstruct`` writes and reads (claimed before any work by :mod:`padis3d.cli.outputs`)."""
+    from padis3d.cli.applicability import check_applicable
+    from padis3d.cli.input_checks import check_plan
+    from padis3d.cli.prior_kind import check_prior_kind
+
     check_adapt_options(args, volume=args.task in VOLUME_TASKS)
     if args.order != 1 and (args.sampler != "dds" or args.task in VOLUME_TASKS):
         raise PadisError(f"--order {args.order} is DDS's Heun-style step on 2D tasks; got --sampler {args.sampler} "
@@ -310,8 +342,10 @@ def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     if args.lowres is not None and args.task not in VOLUME_TASKS:
         raise PadisError(f"--lowres (the two-scale prior) is for the volume tasks {', '.join(VOLUME_TASKS)}, "
                          f"got --task {args.task}")
-    inputs = [args.input] * (args.input != "chest-ct") + file_inputs(args.checkpoint, args.measured, args.adapter,
-                                                                       args.lowres)
+    check_applicable(args, args.sampler_option_default)  # an option the task would ignore: refused
+    check_plan(args)
+    check_prior_kind(args.checkpoint, args.task)  # a slab or cube prior on a 2D task, ...: before any data
+    inputs = plan_inputs(args)  # every file input of reconstruct's declaration (padis3d.cli.identity)
     if args.task in VOLUME_TASKS:
         from padis3d.cli.volume import volume_outputs
 
@@ -366,6 +400,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     stages = StagePeaks()
     loaded, prior = _prior(args, shape)  # with a budget, this measures the network's activations per tile
+    from padis3d.io.orientation import PLANES
+    from padis3d.priors.checkpoint import check_orientation
+
+    check_orientation(loaded, PLANES[ref.plane][0])  # the slice is in the orientation the prior learned
     if args.adapt:
         preload_adaptation(prior)
     release_free_memory()
@@ -384,7 +422,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                      disable=args.no_progress) as bar:
         if tta is not None:
             tta.on_step = bar.adapt_step
-        result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar, adapt=tta)
+        try:
+            result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar, adapt=tta)
+        except PadisError as exc:  # non-finite images while adapting: the adaptation diverged, said so
+            failure = adaptation_failure(exc, tta, y)
+            if failure is exc:
+                raise
+            raise failure from exc
     seconds = time.perf_counter() - t0
     if not torch.isfinite(result).all():
         raise PadisError("the reconstruction holds non-finite values (nothing written): lower --adapt-lr or the "
@@ -400,8 +444,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
                                                                             if args.sampler == "padis" else
                                                                             args.sampler, result_np)],
                       None if args.measured is not None else truth)
-    report = {"input": source, "task": args.task, "measured": str(args.measured) if args.measured else None,
-              "operator": repr(op), "normalisation": ref.report(), "seed": args.seed,
+    from padis3d.cli.identity import run_identity
+
+    report = {"input": source, "task": args.task, "prior_orientation": loaded.orientation, "measured": str(args.measured) if args.measured else None,
+              "operator": repr(op), "identity": run_identity(args).to_json(), "normalisation": ref.report(),
+              "seed": args.seed,
               "settings": settings.to_dict(),
               "evaluations": settings.evaluations,
               "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "precision": loaded.precision,
@@ -437,8 +484,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 
 def sample_outputs(args: argparse.Namespace) -> OutputPlan:
     """What ``padis3d sample`` writes and reads."""
-    return OutputPlan(args.out, [f"sample_{i:03d}.png" for i in range(args.count)],
-                      inputs=file_inputs(args.checkpoint))
+    return OutputPlan(args.out, [f"sample_{i:03d}.png" for i in range(args.count)], inputs=plan_inputs(args))
 
 
 def run_sample(args: argparse.Namespace) -> int:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from padis3d.cli.outputs import OutputPlan
-from padis3d.cli.options import (COUNT, PROBABILITY, SEED, OneLineParser, device_option, feature_width, float_range,
+from padis3d.cli.options import (COUNT, PROBABILITY, SEED, OneLineParser, WindowAction, device_option, feature_width, float_range,
                                  int_range,
-                                 nonempty_text, nonneg_float, path_option, positive_float, precision_option)
+                                 nonempty_text, nonneg_float, orientation_option, path_option, positive_float,
+                                 precision_option)
 
 if TYPE_CHECKING:
+    from padis3d.cli.identity import RunIdentity
     from padis3d.priors.network import PriorConfig
 
 PRESETS = {
@@ -46,8 +48,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
            "or a file/folder readable by padis3d.io")
     a("--ellipse-images", type=int_range(1, 100_000), default=None,
       help="--data ellipses: number of training images (default 1000; drawn with --seed)")
-    a("--axis", type=int_range(0, 3), default=None, help="slice axis for volumes given with --data (default: 2 for NIfTI, else 0)")
-    a("--window", type=float_range(-1e9, 1e9), nargs=2, default=None, metavar=("LO", "HI"),
+    a("--axis", type=int_range(0, 2), default=None, help="plane of volumes given with --data: 0 axial (default), "
+      "1 coronal, 2 sagittal, each slice in the canonical orientation (NIfTI/DICOM from their geometry); recorded "
+      "in the checkpoint, which then serves that plane only")
+    a("--orientation", type=orientation_option, default=None, metavar="CODES",
+      help="how npy/zarr/PNG data given with --data are stored (3 letters for a volume's (z, y, x), 2 for images' "
+      "(rows, columns), e.g. SAL); default: as stored, taken as canonical SPL (anterior at the top, the patient's "
+      "left on the right); NIfTI and DICOM give their own")
+    a("--series", type=nonempty_text, default=None, metavar="UID",
+      help="the DICOM series to train on, from a folder that holds several (SeriesInstanceUID or a unique prefix)")
+    a("--window", type=float_range(-1e9, 1e9), nargs=2, action=WindowAction, default=None, metavar=("LO", "HI"),
       help="HU window for CT data given with --data (default: -1000 1000 for NIfTI and DICOM CT, as "
       "padis3d reconstruct reads them; min-max per volume or image for other formats)")
     a("--size", type=int_range(1, 16384), default=None, help="image side after resizing (preset default)")
@@ -128,7 +138,8 @@ def _full_images(args: argparse.Namespace, size: int):
         images, info = ellipse_training_images(args.ellipse_images or 1000, size, seed=args.seed)
         return images, None, info
     from padis3d.io import load_training_images
-    images, info = load_training_images(args.data, size=size, axis=args.axis, window=args.window)
+    images, info = load_training_images(args.data, size=size, axis=args.axis, window=args.window,
+                                        orientation=args.orientation, series=args.series)
     return torch.as_tensor(images), None, info
 
 
@@ -151,38 +162,46 @@ def network_config(name: str, args: argparse.Namespace, **kw) -> PriorConfig:
 
 def train_outputs(args: argparse.Namespace) -> OutputPlan:
     """What ``padis3d train`` writes (run folder, ``--export`` copies with their loss plots and
-    model cards) and reads (``--data``); ``--resume``'s state is meant to be replaced."""
+    model cards) and reads (every file input of its declaration, :mod:`padis3d.cli.identity`:
+    ``--data``, ``--resume``). The run's own state ``OUT/state.pt`` that ``--resume`` continues is
+    meant to be replaced by the run, by nothing else (``--export``)."""
+    from padis3d.cli.identity import plan_inputs
+
     extra = [q for e in args.export for q in (e, e.with_suffix(".loss.png"), e.with_suffix(".md"))]
+    state = (Path(args.out) / "state.pt").resolve()
+    inputs = plan_inputs(args)
+    own = [p for p in inputs if p.resolve() == state]
     return OutputPlan(args.out, ["state.pt", "prior.pt", "prior.loss.png", "prior.md"], extra,
-                      inputs=[] if args.data in BUILTIN_DATA else [args.data])
-
-
-BUILTIN_DATA = ("chest-ct", "ellipses")
-"""``--data`` values that name a built-in dataset, not a file."""
-
-
-RUN_OPTIONS = ("preset", "data", "ellipse_images", "axis", "window", "size", "subset", "mode", "slab", "slab_jumps",
-               "slab_z_position", "downsample",
-               "no_positions", "patch_sizes", "patch_probs", "batch", "batch_sizes", "features", "res_blocks", "lr",
-               "ema_halflife", "grad_clip", "seed")
-"""The options that define a training run; a resumed run must give the same (``--steps``, ``--hours``,
-``--budget-hours``, ``--checkpoint-minutes``, ``--threads``, ``--device``, ``--precision``, ``--export`` may change)."""
+                      inputs=[p for p in inputs if p not in own], own=own)
 
 
 def run_options(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in RUN_OPTIONS}
+    """The options that define a training run (the ``identity`` of ``train``'s declaration in
+    :mod:`padis3d.cli.identity`; ``--data`` as given): a resumed run must give the same. Those
+    declared neutral there (``--steps``, ``--hours``, ``--budget-hours``, ``--checkpoint-minutes``,
+    ``--threads``, ``--device``, ``--precision``, ``--export``) may change."""
+    from padis3d.cli.identity import declaration
+
+    return {name: getattr(args, name) for name in declaration("train").identity}
 
 
-def check_resumed_options(path: Path, options: dict) -> None:
-    """PadisError when ``path`` (a state or prior written by ``padis3d train``) recorded other run options."""
+def check_resumed_options(path: Path, args: argparse.Namespace, identity: RunIdentity) -> None:
+    """PadisError when ``path`` (a state or prior written by ``padis3d train``) recorded another run
+    identity (other options, or ``--data`` of other content); states recorded before identities
+    compare their run options as given."""
+    from padis3d.cli.identity import RunIdentity
     from padis3d.errors import PadisError
     from padis3d.priors.checkpoint import read_checkpoint
 
-    stored = read_checkpoint(path)["meta"].get("run_options")
-    if stored is None:  # written before run options were recorded: nothing to compare
-        return
-    differ = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}" for k, v in options.items()
-              if json_value(stored.get(k)) != json_value(v)]
+    meta = read_checkpoint(path)["meta"]
+    if meta.get("run_identity") is not None:
+        differ = identity.differences(RunIdentity.from_json(meta["run_identity"]))
+    else:
+        stored = meta.get("run_options")
+        if stored is None:  # written before run options were recorded: nothing to compare
+            return
+        differ = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}" for k, v in run_options(args).items()
+                  if json_value(stored.get(k)) != json_value(v)]
     if differ:
         raise PadisError(f"--resume {path}: the run was started with other options ({'; '.join(differ)}); "
                          f"resume with the same options, or start a new run folder")
@@ -248,10 +267,13 @@ def _train(args: argparse.Namespace) -> int:
     from padis3d.precision import resolve_precision
 
     precision = resolve_precision(args.precision, resolve_device(args.device))
+    from padis3d.cli.identity import run_identity
+
+    identity = run_identity(args)  # options and the content of --data
     resume = None
     if args.resume is not None:
         resume = args.out / "state.pt" if args.resume == "auto" else Path(args.resume)
-        check_resumed_options(resume, run_options(args))
+        check_resumed_options(resume, args, identity)
     elif (args.out / "state.pt").exists():
         raise PadisError(f"{args.out / 'state.pt'} exists: add --resume to continue it, or choose another --out")
     images, extra, info = _images(args, size)
@@ -297,6 +319,7 @@ def _train(args: argparse.Namespace) -> int:
     train(state, sampler, settings, args.out, info, exports=args.export,
           extra_meta={"commands": commands + [command], "parameters": count_parameters(state.model),
                       "mode": args.mode, "preset": args.preset, "run_options": run_options(args),
+                      "run_identity": identity.to_json(),
                       "downsample": [int(args.downsample or 1)] * nd})
     if rank == 0 and state.stopped_by:
         print(f"stopped by {state.stopped_by} at step {state.step}: checkpoint written to {args.out / 'state.pt'}; "

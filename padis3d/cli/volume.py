@@ -35,7 +35,9 @@ import torch
 import zarr
 
 from padis3d.atomic import save_figure, write_json
+from padis3d.cli.input_checks import check_volume_input
 from padis3d.cli.outputs import OutputPlan
+from padis3d.cli.scheduler import connect_scheduler
 from padis3d.errors import PadisError
 from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
 from padis3d.cli.options import MIN_SIDE, check_run_options, check_tile_fits, memory_budget_bytes, parse_tile
@@ -114,7 +116,9 @@ def volume_outputs(args: argparse.Namespace, inputs: list) -> OutputPlan:
     from padis3d.io.sample_data import chest_ct_path
     from padis3d.io.volume_stream import open_volume, volume_suffix
 
-    source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
+    source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input, orientation=args.orientation,
+                         series=args.series)
+    check_volume_input(source.shape, args.slices, str(source.source))  # header only: before any voxel is read
     work = Path(args.work_dir) if args.work_dir else None
     return OutputPlan(args.out, [f"reconstruction{volume_suffix(source)}", "panels.png", "report.json",
                                  *([] if work else ["work/"])], inputs=inputs, work=work)
@@ -145,6 +149,50 @@ def measure_volume_batch(prior, device, budget: int | None):
     return measure_tile_batch(prior, None, device, memory_budget=left, tiles=g.num_tiles // g.counts[0])
 
 
+IDENTITY_FILE = "identity.json"
+"""The work folder's record of the identity of the run whose state it holds."""
+
+
+def volume_identity(args: argparse.Namespace):
+    """The run's :class:`padis3d.cli.identity.RunIdentity`, with the measured coarse weights beside a
+    ``--lowres`` prior (``--lowres-weight measured``) among the files read."""
+    from padis3d.cli.identity import run_identity
+    from padis3d.priors.coarse_weight import weights_path
+
+    extra = {"lowres weights file": weights_path(args.lowres)} \
+        if args.lowres is not None and args.lowres_weight == "measured" else {}
+    return run_identity(args, extra)
+
+
+def check_work_identity(work: Path, identity) -> None:
+    """PadisError when ``work`` holds committed progress of a run of another identity (named: what
+    differs), or of a run that recorded none."""
+    import json
+
+    from padis3d.cli.identity import RunIdentity
+
+    try:
+        step = int(json.loads((work / "progress.json").read_text()).get("step", 0))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, ValueError, AttributeError):
+        return
+    if step == 0:
+        return
+    try:
+        differ = identity.differences(RunIdentity.from_json(json.loads((work / IDENTITY_FILE).read_text())))
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        differ = [f"no {IDENTITY_FILE}: made by an older padis3d"]
+    if differ:
+        raise PadisError(f"{work} holds a run at step {step} made with other input, geometry, prior or precision "
+                         f"({'; '.join(differ)}): rerun its command to resume it, add --restart to discard it, "
+                         f"or use another --out/--work-dir")
+
+
+def record_work_identity(work: Path, identity) -> None:
+    """Write ``work/identity.json``: the identity of the run that now owns the work folder."""
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(work / IDENTITY_FILE, identity.to_json())
+
+
 def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d import load_prior
     from padis3d.priors.checkpoint import library_versions
@@ -155,9 +203,9 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     from padis3d.priors.factory import volume_prior_from
     from padis3d.solvers.reconstruct import ProgressBar
     from padis3d.io.sample_data import chest_ct_path
-    from padis3d.volume.runner import VolumeRun, VolumeSettings, check_resumable, check_volume_budget
+    from padis3d.volume.runner import VolumeRun, VolumeSettings, check_resumable, check_volume_budget, discard_progress
     from padis3d.volume.pipeline import (centre_planes, limit_heap_growth, plan_rows, prep_bytes_per_row,
-                                         prepare_volume, release_free_memory, source_identity)
+                                         prepare_volume, release_free_memory)
 
     check_run_options(args)
     tile = parse_tile(args.tile)
@@ -166,10 +214,13 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     limit_heap_growth()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # a dead scheduler is found now, before anything is read or prepared
+    scheduler = connect_scheduler(args.scheduler) if args.scheduler else None
     preload_libraries()  # their memory belongs to the fixed overhead measured below, not to a stage
     stages = StagePeaks()
     t_start = time.perf_counter()
-    source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input)
+    source = open_volume(chest_ct_path() if args.input == "chest-ct" else args.input, orientation=args.orientation,
+                         series=args.series)
     budget = memory_budget_bytes(args)
     nz_all, h, w = source.shape
     z0, z1 = args.slices if args.slices else (0, nz_all)
@@ -238,6 +289,10 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
         prior = two_scale_prior_from(prior, lowres, shape, max_batch=max_batch, coarse_weight=weight)
         weights_mb += model_mb(lowres.model)
     fine = prior.fine if lowres is not None else prior
+    from padis3d.priors.checkpoint import check_orientation
+
+    for each in (loaded, lowres) if lowres is not None else (loaded,):
+        check_orientation(each, "axial")  # the volume tasks stream canonical axial slices
     tweedie = args.task == "denoise" and args.denoiser == "tweedie"
     if tweedie and not noise > 0:
         raise PadisError(f"--denoiser tweedie denoises at the noise level: give --noise > 0, got {noise}")
@@ -253,36 +308,35 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     overhead_mb = vm_rss_mb() - weights_mb
     stages.mark("start")
     work = Path(args.work_dir or args.out / "work")
-    if not args.restart:  # before the preparation rewrites the work folder's arrays
+    identity = volume_identity(args)  # options plus the content of every file read
+    # made by this run (the output checks create it before the run starts): its arrays go if preparation fails
+    fresh_work = not work.exists() or work.absolute() in getattr(args, "created_folders", ())
+    if args.restart:  # computed afresh: progress and prepared arrays alike
+        discard_progress(work)
+    else:  # before the preparation rewrites the work folder's arrays
         check_resumable(work, settings)
-    fresh_work = not work.exists()
+        check_work_identity(work, identity)
     try:
+        record_work_identity(work, identity)
         with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
             prep = prepare_volume(source, (z0, z1), (lo, hi), size, forward, tuple(op.out_shape), baseline_fn,
                                   0.0 if cone is not None else noise, args.seed, work, band, rows["prepare"],
-                                  source_identity(source), progress=bar.bar.update)
+                                  {"run": identity.key}, progress=bar.bar.update, reuse=not args.restart)
     except BaseException:  # bad voxels or a truncated file found mid-stream: drop the half-prepared arrays
         if fresh_work:
             shutil.rmtree(work, ignore_errors=True)
         raise
     stages.mark("prepare")
     release_free_memory()  # each stage hands its freed band buffers back before the next one
-    scheduler = None
-    if args.scheduler:
-        from distributed import Client  # optional: pip install distributed
-
-        scheduler = Client(args.scheduler)
-    # a resumed run continues with the same prior and precision (mixing them mid-run is refused)
-    prior_tag = f"prior {Path(args.checkpoint).resolve()} precision {loaded.precision}" + (
-        "" if lowres is None else f" lowres {Path(args.lowres).resolve()}")
+    # a resumed run continues with the same identity (options, input, priors) and precision (mixing is refused)
+    tag = f"{prep.key} run {identity.key} precision {loaded.precision}"
     if cone is None:
-        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=f"{prep.key} {prior_tag}",
-                        restart=args.restart)
+        run = VolumeRun(prior, op, prep.y, work, settings, scheduler=scheduler, tag=tag, restart=args.restart)
         baseline = prep.baseline
     else:
         y, baseline = cone_measurements(cone, prep.truth[...], noise, args.seed)
         run = VolumeRun(prior, cone, y, work, settings, scheduler=scheduler, separable=False, restart=args.restart,
-                        tag=f"{prep.key} views {args.views} span {args.span_deg} noise {noise} {prior_tag}")
+                        tag=tag)
     result = zarr.create_array(store=Path(work) / "reconstruction.zarr", shape=shape, chunks=(band, size, size),
                                dtype="f4", overwrite=True)
     done = run.committed_step()
@@ -312,13 +366,19 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     stages.mark("panels")
     allowance = ((args.memory_budget_mb or 0) + weights_mb + overhead_mb) * 1.1
     write_json(args.out / "report.json", {
-        "input": str(source.source), "task": args.task, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
+        "input": str(source.source), "task": args.task,
+        "orientation": {"stored": "".join(source.stored_codes or ()), "from": source.orientation_from,
+                        "canonical": "SPL", "prior": loaded.orientation}, "method": method, "shape": list(shape), "window": [lo, hi], "seed": args.seed,
         "slices": [z0, z1], "noise": noise, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
         "tile": list(fine.grid.tile), "precision": loaded.precision,
         "max_batch": choice.to_report() if choice is not None else args.max_batch,
         "lowres": None if lowres is None else {"checkpoint": str(args.lowres), "factor": list(prior.factor),
                                                "coarse_tile": list(prior.coarse.grid.tile),
                                                "weight": weight_report(prior.coarse_weight)},
+        "geometry": None if args.task == "denoise" else {
+            "views": args.views, "span_deg": args.span_deg if args.span_deg is not None else
+            (180.0 if args.task == "ct3d-parallel" else 360.0)},
+        "identity": identity.to_json(),
         "resumed_from_step": done, "prepared_reused": prep.reused,
         "seconds": seconds, "metrics": metrics,
         "metrics_method": "every axial, coronal and sagittal plane, streamed over bands of axial slices "

@@ -1,6 +1,11 @@
 """Volumes read and written band by band along the axial axis, so that a volume larger than
-RAM is never whole in memory. Arrays are ``(z, y, x)`` float32 in the file's units, as in
-:mod:`padis3d.io.volume_file` (a NIfTI's ``(i, j, k)`` voxel axes map to ``(k, j, i)``).
+RAM is never whole in memory. Arrays are ``(z, y, x)`` float32 in the file's units and in the
+canonical orientation (:mod:`padis3d.io.orientation`: axial slices inferior -> superior,
+anterior at the top, the patient's left on the right), as in :mod:`padis3d.io.volume_file`.
+A file stored otherwise (a NIfTI's ``(k, j, i)`` per its affine, a DICOM series per its
+ImageOrientationPatient, npy/zarr as declared) is flipped and transposed band by band on
+reading and back on writing (:class:`padis3d.io.orientation.SliceOrientation`): its slice axis
+must be axial, since a band of slices is read from the file's own slice axis.
 
 Why hand-written: nibabel reads any slab of a NIfTI through its array proxy (used here, with
 the file kept open so that consecutive slabs of a ``.nii.gz`` are one forward pass through
@@ -28,13 +33,15 @@ import numpy as np
 from padis3d.atomic import atomic_path
 from padis3d.errors import PadisError
 from padis3d.io.normalize import require_finite
+from padis3d.io.orientation import CANONICAL, SliceOrientation, nifti_codes, parse_codes
 
 Reader = Callable[[int, int], np.ndarray]
 
 
 @dataclass
 class VolumeSource:
-    """A lazily read volume of ``shape = (z, y, x)``; ``read(z0, z1)`` returns axial slices."""
+    """A lazily read volume of ``shape = (z, y, x)`` (canonical); ``read(z0, z1)`` returns axial
+    slices. ``orientation`` maps the file's stored ``(z, y, x)`` (of ``stored_shape``) to it."""
 
     source: Path
     kind: str  # nifti | zarr | dicom | npy
@@ -42,6 +49,10 @@ class VolumeSource:
     affine: np.ndarray | None = None
     header: Any = None
     _reader: Reader | None = field(default=None, repr=False)
+    orientation: SliceOrientation = field(default_factory=lambda: SliceOrientation(CANONICAL))
+    stored_shape: tuple[int, int, int] | None = None
+    stored_codes: tuple[str, ...] | None = None
+    orientation_from: str = "as stored"
 
     @property
     def compressed(self) -> bool:
@@ -79,6 +90,9 @@ def _open_nifti(path: Path) -> VolumeSource:
         shape = tuple(img.shape)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for broken files
         raise PadisError(f"cannot read NIfTI file {path} ({type(exc).__name__}: {exc})") from exc
+    from padis3d.io.nifti_size import check_nifti_size
+
+    check_nifti_size(path, img)  # before any band is read or allocated
     nx, ny, nz = _three_d(path, shape)
     proxy = img.dataobj
 
@@ -122,36 +136,32 @@ def _open_zarr(path: Path) -> VolumeSource:
     return VolumeSource(path, "zarr", _three_d(path, arr.shape), _reader=lambda z0, z1: arr[z0:z1])
 
 
-def _open_dicom(path: Path) -> VolumeSource:
-    """A DICOM series, sorted by slice position from the headers; pixels are read per band."""
+def _open_dicom(path: Path, series: str | None = None) -> VolumeSource:
+    """A DICOM series, sorted along its slice normal from the headers; pixels are read per band."""
     import pydicom
 
-    from padis3d.io.dicom import read_dicom_file
+    from padis3d.io.dicom import find_series, read_dicom_file
 
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()
-                                                 and not p.name.startswith("."))
-    if not files:
-        raise PadisError(f"DICOM folder {path} is empty")
-    entries, shapes = [], set()
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            shapes.add((int(ds.Rows), int(ds.Columns)))
-        except Exception as exc:  # noqa: BLE001
-            raise PadisError(f"cannot read DICOM file {f} ({type(exc).__name__}: {exc})") from exc
-        pos = ds.get("ImagePositionPatient")
-        entries.append((float(pos[2]) if pos is not None else float(ds.get("InstanceNumber", 0)), f))
+    found = find_series(path, series)
+    shapes = set()
+    for f in found.files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        shapes.add((int(ds.Rows), int(ds.Columns)))
     if len(shapes) > 1:
         raise PadisError(f"DICOM series {path} mixes slice shapes {sorted(shapes)}: keep one series per folder")
-    entries.sort(key=lambda e: e[0])
-    ordered = [f for _, f in entries]
+    ordered = found.files
     (rows, cols), = shapes
     return VolumeSource(path, "dicom", (len(ordered), rows, cols),
-                        _reader=lambda z0, z1: np.stack([read_dicom_file(f)[0] for f in ordered[z0:z1]]))
+                        _reader=lambda z0, z1: np.stack([read_dicom_file(f)[0] for f in ordered[z0:z1]]),
+                        stored_codes=found.orientation)
 
 
-def open_volume(path: str | Path) -> VolumeSource:
-    """A lazily read 3D volume from NIfTI, zarr, a DICOM series (HU) or ``.npy`` ``(z, y, x)``."""
+def open_volume(path: str | Path, *, orientation: str | None = None, series: str | None = None) -> VolumeSource:
+    """A lazily read 3D volume from NIfTI, zarr, a DICOM series (HU) or ``.npy``, whose bands come
+    out in the canonical ``(z, y, x)`` orientation (see the module docstring). ``orientation``
+    declares how an npy/zarr array is stored (default: canonical); ``series`` picks a DICOM series."""
+    from dataclasses import replace
+
     from padis3d.io import detect_format
 
     path = Path(path)
@@ -159,14 +169,36 @@ def open_volume(path: str | Path) -> VolumeSource:
     openers = {"nifti": _open_nifti, "npy": _open_npy, "zarr": _open_zarr, "dicom": _open_dicom}
     if kind not in openers:
         raise PadisError(f"{path} is a folder of 2D images; a volume task needs NIfTI, zarr, DICOM or .npy")
-    return openers[kind](path)
+    if series is not None and kind != "dicom":
+        raise PadisError(f"--series picks a DICOM series; {path} is {kind}")
+    stored = openers[kind](path, series) if kind == "dicom" else openers[kind](path)
+    if kind == "nifti":
+        codes, how = nifti_codes(stored.affine), "affine"
+    elif kind == "dicom":
+        codes, how = stored.stored_codes, "dicom"
+    else:
+        codes = parse_codes(orientation, 3) if orientation is not None else CANONICAL
+        how = "declared" if orientation is not None else "as stored"
+    if orientation is not None and kind in ("nifti", "dicom") and parse_codes(orientation, 3) != tuple(codes):
+        raise PadisError(f"--orientation {orientation} contradicts {path}'s own geometry ({''.join(codes)} from its "
+                         f"{'affine' if kind == 'nifti' else 'headers'}); leave --orientation out for NIfTI and DICOM")
+    oriented = SliceOrientation(tuple(codes))
+    nz = stored.shape[0]
+    read_stored = stored._reader
+
+    def read(z0: int, z1: int) -> np.ndarray:
+        a, b = oriented.stored_range(z0, z1, nz)
+        return oriented.to_canonical(np.asarray(read_stored(a, b)))
+
+    return replace(stored, shape=oriented.canonical_shape(stored.shape), _reader=read, orientation=oriented,
+                   stored_shape=stored.shape, stored_codes=tuple(codes), orientation_from=how)
 
 
 # -- writing ------------------------------------------------------------------------------------
 def nifti_header_like(like: VolumeSource, shape_zyx: tuple[int, int, int], zoom_yx: float = 1.0,
                       z_offset: int = 0) -> Any:
     """The float32 NIfTI header nibabel would write for a ``(z, y, x)`` volume cut from ``like``
-    at its axial slice ``z_offset`` (``--slices z_offset ...``) and resized in-plane by ``zoom_yx``
+    at its stored slice ``z_offset`` (``shape_zyx`` and ``z_offset`` in the file's own order) and resized in-plane by ``zoom_yx``
     input voxels per output voxel (affine from :func:`padis3d.io.nifti.resampled_affine`: voxel
     axes scaled, origin moved to the centre of the first output voxel; zooms scaled)."""
     import nibabel as nib
@@ -199,30 +231,38 @@ def volume_suffix(like: VolumeSource) -> str:
 
 def write_volume_bands(path: str | Path, like: VolumeSource, shape_zyx: tuple[int, int, int], band: Reader,
                        rows: int, zoom_yx: float = 1.0, z_offset: int = 0) -> Path:
-    """Write the ``(z, y, x)`` volume whose slices ``[z0, z1)`` are ``band(z0, z1)`` atomically,
-    ``rows`` slices at a time, in ``like``'s format family: NIfTI (``.nii.gz`` if ``like`` was
+    """Write the canonical ``(z, y, x)`` volume whose slices ``[z0, z1)`` are ``band(z0, z1)``
+    atomically, ``rows`` slices at a time, back in ``like``'s own orientation and format family: NIfTI (``.nii.gz`` if ``like`` was
     compressed, else ``.nii``) with its header and its affine moved to the output's grid (first
     slice ``z_offset`` of ``like``, ``zoom_yx`` input voxels per output voxel in-plane), otherwise
     ``.npy``. Returns the path."""
     path = Path(path)
-    nz = shape_zyx[0]
+    nz, oriented = shape_zyx[0], like.orientation
+    stored_shape = oriented.stored_shape_of(shape_zyx)
+    if oriented.flip_z:  # the cut's first stored slice
+        z_offset = like.shape[0] - (z_offset + nz)
+
+    def stored_band(a: int, b: int) -> np.ndarray:  # stored slices [a, b) of the output
+        c0, c1 = oriented.stored_range(a, b, nz)
+        return oriented.to_stored(_checked(band, c0, c1, shape_zyx))
+
     if like.kind == "nifti":
         path = path.with_name(path.name.split(".")[0] + volume_suffix(like))
-        hdr = nifti_header_like(like, shape_zyx, zoom_yx, z_offset)
+        hdr = nifti_header_like(like, stored_shape, zoom_yx, z_offset)
         dtype = hdr.get_data_dtype()
         with atomic_path(path) as tmp:
             with (gzip.open(tmp, "wb", compresslevel=1) if like.compressed else open(tmp, "wb")) as f:
                 hdr.write_to(f)
                 f.write(b"\0" * (int(hdr.get_data_offset()) - f.tell()))
                 for z0 in range(0, nz, rows):
-                    f.write(_checked(band, z0, min(z0 + rows, nz), shape_zyx).astype(dtype, copy=False).tobytes())
+                    f.write(stored_band(z0, min(z0 + rows, nz)).astype(dtype, copy=False).tobytes())
         return path
     path = path.with_suffix(volume_suffix(like))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
-                                                 "fortran_order": False, "shape": tuple(shape_zyx)})
+                                                 "fortran_order": False, "shape": tuple(stored_shape)})
         for z0 in range(0, nz, rows):
-            f.write(_checked(band, z0, min(z0 + rows, nz), shape_zyx).astype("<f4", copy=False).tobytes())
+            f.write(stored_band(z0, min(z0 + rows, nz)).astype("<f4", copy=False).tobytes())
     return path
 
 

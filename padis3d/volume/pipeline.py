@@ -135,12 +135,6 @@ class Prepared:
     seconds: float
 
 
-def source_identity(source: VolumeSource) -> dict:
-    """What identifies the input's contents cheaply: resolved path, size and modification time."""
-    st = source.source.stat()
-    return {"path": str(source.source.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def _work_array(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> zarr.Array:
     return zarr.create_array(store=path, shape=shape, chunks=chunks, dtype="f4", overwrite=True)
 
@@ -149,11 +143,14 @@ def prepare_volume(source: VolumeSource, z_range: tuple[int, int], window: tuple
                    forward: Callable[[torch.Tensor], torch.Tensor], meas_shape: tuple[int, int],
                    baseline: Callable[[torch.Tensor], torch.Tensor], noise: float, seed: int,
                    work: Path, band: int, rows: int, identity: dict,
-                   progress: Callable[[int], None] | None = None) -> Prepared:
+                   progress: Callable[[int], None] | None = None, reuse: bool = True) -> Prepared:
     """Slices ``z_range`` of ``source``: windowed to [0, 1], resized to ``size`` in-plane, through
     ``forward`` (per slice, ``(n, 1, S, S) -> (n, 1, *meas_shape)``), plus Gaussian noise of std
     ``noise`` drawn as one ``torch.randn`` with seed ``seed + 1``, and ``baseline`` of the noisy
-    measurements, ``rows`` input slices at a time, into zarr arrays chunked by ``band`` slices."""
+    measurements, ``rows`` input slices at a time, into zarr arrays chunked by ``band`` slices.
+    ``identity``: what else the arrays depend on (the input's content, the operator's geometry: the
+    CLI passes its run identity, :mod:`padis3d.cli.identity`), part of their key. Arrays marked done
+    with the same key are reused unless ``reuse`` is False."""
     t0 = time.perf_counter()
     z0, z1 = z_range
     nz = z1 - z0
@@ -164,7 +161,7 @@ def prepare_volume(source: VolumeSource, z_range: tuple[int, int], window: tuple
     marker = work / "prepared.json"
     names = {"truth": (nz, size, size), "y": (nz, *meas_shape), "baseline": (nz, size, size)}
     try:
-        if json.loads(marker.read_text()).get("key") == key:
+        if reuse and json.loads(marker.read_text()).get("key") == key:
             arrays = {n: zarr.open_array(work / f"{n}.zarr", mode="r") for n in names}
             if all(tuple(arrays[n].shape) == s for n, s in names.items()):
                 return Prepared(arrays["truth"], arrays["y"], arrays["baseline"], key, True,

@@ -130,6 +130,11 @@ def check_resumable(work_dir: str | Path, settings: VolumeSettings, key: str | N
                      + ": rerun its command to resume it, add --restart to discard it, or use another --out/--work-dir")
 
 
+def discard_progress(work_dir: str | Path) -> None:
+    """Forget the committed progress in ``work_dir``: the next run there starts at step 0."""
+    (Path(work_dir) / "progress.json").unlink(missing_ok=True)
+
+
 class VolumeRun:
     """A resumable reconstruction in ``work_dir`` (state buffers, denoised canvas, progress)."""
 
@@ -142,7 +147,8 @@ class VolumeRun:
         rerun to resume instead of starting over. ``separable=False``: ``slice_operator`` maps the
         whole volume ``(1, 1, Z, Y, X) -> (1, 1, *out_shape)`` and ``y`` has its ``out_shape``.
         A work folder with progress of another run is refused (:func:`check_resumable`) unless
-        ``restart``, which starts this run over it. ``prior``: a PatchPrior, or a TwoScalePrior whose
+        ``restart``, which starts this run over it (from step 0, even where the progress is this
+        run's own). ``prior``: a PatchPrior, or a TwoScalePrior whose
         fine prior is one (its coarse prior runs in memory on the block averages)."""
         self.coarse: Any = None
         self.two_scale: TwoScalePrior | None = None
@@ -198,7 +204,9 @@ class VolumeRun:
             identity["tag"] = tag
         fingerprint = json.dumps(identity, sort_keys=True)
         self.key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
-        if not restart:
+        if restart:
+            discard_progress(self.dir)
+        else:
             check_resumable(self.dir, settings, self.key)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)

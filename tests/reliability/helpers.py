@@ -67,8 +67,9 @@ def ct_volume(shape: tuple[int, int, int] = (16, 16, 12), seed: int = 0) -> np.n
 
 
 def dicom_slice(path: Path, pixels: np.ndarray, modality: str = "CT", rescale: tuple[float, float] | None = (1, -1024),
-                z: float = 0.0) -> Path:
-    """Write one uncompressed 16-bit DICOM slice; ``rescale=None`` leaves out RescaleSlope/Intercept."""
+                z: float = 0.0, **tags) -> Path:
+    """Write one uncompressed 16-bit DICOM slice; ``rescale=None`` leaves out RescaleSlope/Intercept;
+    ``tags`` are set as they are (ImageOrientationPatient, SeriesInstanceUID, ...)."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -86,6 +87,8 @@ def dicom_slice(path: Path, pixels: np.ndarray, modality: str = "CT", rescale: t
     ds.ImagePositionPatient = [0.0, 0.0, z]
     if rescale is not None:
         ds.RescaleSlope, ds.RescaleIntercept = rescale
+    for name, value in tags.items():
+        setattr(ds, name, value)
     ds.PixelData = np.ascontiguousarray(pixels, np.uint16).tobytes()
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
     return path

@@ -47,13 +47,13 @@ def bad(tmp_path_factory, files):  # noqa: F811
     return root
 
 
-def reconstruct(files, out, *extra):  # noqa: F811
+def reconstruct(files, out, *extra, two_d: bool = True):  # noqa: F811
     return run_cli(["reconstruct", "--checkpoint", str(files / "tiny.pt"), "--size", "16", "--steps", "2",
-                    "--inner", "1", "--no-progress", "--out", str(out), *extra])
+                    *["--inner", "1"] * two_d, "--no-progress", "--out", str(out), *extra])  # --inner: 2D only
 
 
 def denoise(files, out, *extra):  # noqa: F811
-    return reconstruct(files, out, "--task", "denoise", "--band", "4", *extra)
+    return reconstruct(files, out, "--task", "denoise", "--band", "4", *extra, two_d=False)
 
 
 # (case id, 2D or 3D task, options ({bad}: the bad-input folder, {files}: the tiny prior's), message fragment)
@@ -143,7 +143,7 @@ def test_api_readers_raise_padis_errors(bad):
         read_volume(bad / "truncated.nii.gz")
     with pytest.raises(PadisError, match="contains NaN or infinite values"):
         read_volume(bad / "inf.nii.gz")
-    with pytest.raises(PadisError, match="needs a 3D volume"):
+    with pytest.raises(PadisError, match=r"shape \(16, 16, 12, 2\): expected a 2D image or a 3D volume"):
         read_volume(bad / "4d.nii.gz")
     with pytest.raises(PadisError, match="is empty"):
         read_zarr(bad / "group.zarr")

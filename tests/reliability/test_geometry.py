@@ -128,8 +128,8 @@ def test_non_square_image_is_reconstructed_at_its_own_aspect(files, identity_sol
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 1, (48, 32)).astype(np.float32)
     np.save(tmp_path / "rect.npy", image)
-    rc, err = run_cli(["reconstruct", "--task", task, "--kernel", "1", "--noise", "0", "--factor", "4",
-                       "--checkpoint", str(files / "tiny.pt"), "--input", str(tmp_path / "rect.npy"), "--size", "24",
+    rc, err = run_cli(["reconstruct", "--task", task, *(["--kernel", "1"] if task == "deblur" else ["--factor", "4"]),
+                       "--noise", "0", "--checkpoint", str(files / "tiny.pt"), "--input", str(tmp_path / "rect.npy"), "--size", "24",
                        "--steps", "1", "--inner", "1", "--no-progress", "--out", str(tmp_path / task)])
     assert rc == 0, err
     result = np.load(tmp_path / task / "reconstruction.npy")

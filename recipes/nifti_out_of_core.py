@@ -32,6 +32,8 @@ outputs, when the run had finished (``--force`` redoes it).
 
 from __future__ import annotations
 
+READER = "canonical SPL slices"  # padis3d.io.orientation (issue 27): part of a result's key
+
 import argparse
 import hashlib
 import json
@@ -127,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         raise PadisError(f"--size must be an int or 'native', got {args.size!r}")
     run_dir = args.out / "run"
     cmd = build_command(args, Path(source), shape, run_dir)
-    key = hashlib.sha1(json.dumps([c for c in cmd[1:] if c != "--no-progress"]).encode()).hexdigest()[:12]
+    # READER: results made before the readers handed the prior canonically oriented slices are stale
+    key = hashlib.sha1(json.dumps([READER, *[c for c in cmd[1:] if c != "--no-progress"]]).encode()).hexdigest()[:12]
     summary_path = args.out / "recipe.json"
     if summary_path.exists() and not args.force:
         previous = json.loads(summary_path.read_text())

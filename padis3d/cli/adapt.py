@@ -72,10 +72,6 @@ def check_adapt_options(args: argparse.Namespace, volume: bool) -> None:
         if given:
             raise PadisError(f"{', '.join(given)} given without --adapt")
         return
-    if getattr(args, "adapter", None) is not None:  # read now, before any data or prior: a wrong file is one line
-        from padis3d.adapt.adapters import read_adapter_file
-
-        read_adapter_file(args.adapter)
     if volume:
         raise PadisError("--adapt works on the 2D tasks: the out-of-core volume runner denoises band by band at each "
                          "level, and the adaptation gradient needs every band's residual at once; adapt a volume "
@@ -83,6 +79,10 @@ def check_adapt_options(args: argparse.Namespace, volume: bool) -> None:
                          "README 'Test-time adaptation')")
     if args.sampler not in ADAPTING_SAMPLERS:
         raise PadisError(f"--adapt works with --sampler {' or '.join(ADAPTING_SAMPLERS)}, not {args.sampler}")
+    if getattr(args, "adapter", None) is not None:  # read now, before any data or prior: a wrong file is one line
+        from padis3d.adapt.adapters import read_adapter_file
+
+        read_adapter_file(args.adapter)
 
 
 def adapt_settings(args: argparse.Namespace, simulated_noise: float | None) -> Any:

@@ -107,9 +107,9 @@ DECLARATIONS: dict[str, Declaration] = {
     # a training run's identity: what a resumed run must share with the state it continues
     "train": Declaration(
         identity=("preset", "data", "ellipse_images", "axis", "orientation", "series", "window", "size", "subset",
-                  "mode", "slab",
-                  "slab_jumps", "slab_z_position", "downsample", "no_positions", "patch_sizes", "patch_probs",
-                  "batch", "batch_sizes", "features", "res_blocks", "lr", "ema_halflife", "grad_clip", "seed"),
+                  "mode", "slab", "slab_jumps", "slab_z_position", "downsample", "no_positions", "patch_sizes",
+                  "patch_probs", "batch", "batch_sizes", "features", "res_blocks", "lr", "ema_halflife", "grad_clip",
+                  "seed", "augment"),
         neutral={"out": OUT, "export": "extra copies of the prior",
                  "resume": "the state this run continues (its recorded identity must equal this run's)",
                  "steps": "the total step count: a resumed run trains on to more steps (recorded in the prior)",
@@ -197,6 +197,7 @@ class RunIdentity:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunIdentity:
+        """The identity :meth:`to_json` recorded."""
         return cls(str(data["command"]), dict(data["options"]), dict(data["files"]))
 
     def differences(self, before: RunIdentity) -> list[str]:

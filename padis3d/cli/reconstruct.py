@@ -154,8 +154,9 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--band", type=COUNT, default=16, help="slices per chunk of work and zarr chunk (default 16)")
     v.add_argument("--work-dir", type=path_option, default=None, help="state buffers for resuming (default OUT/work); "
                    "rerunning the same command continues from the last finished step")
-    v.add_argument("--restart", action="store_true", help="discard the work folder's progress of a run with "
-                   "other settings or input (without it such a folder is refused, so no finished work is lost)")
+    v.add_argument("--restart", action="store_true", help="compute afresh: discard the work folder's progress and "
+                   "prepared arrays (a folder holding a run of other options or other input, checkpoint or "
+                   "low-resolution prior bytes is refused without it, so no finished work is lost)")
     v.add_argument("--scheduler", type=scheduler_address, default=None, help="dask.distributed scheduler address (default: threads)")
     add_adapt_arguments(p)
 

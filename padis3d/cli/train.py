@@ -9,6 +9,7 @@ Multi-process: ``torchrun --nproc-per-node 2 -m padis3d.cli.train ...`` (gloo on
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -78,6 +79,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="slab/cube mode: also feed the slab's centre z (cube: the voxel z) (position channel 0); off by default because training and "
            "test volumes are different z ranges, so z does not identify anatomy")
     a("--no-positions", action="store_true", help="ablation: the network gets no position channels")
+    a("--augment", nargs="+", type=augment_item, action=AugmentAction, default=None, metavar="KIND[=VALUE]",
+      help="training-time augmentation of each drawn image before its patches are cut (patch, whole and slab "
+           "modes; padis3d.training.augment): flips (rows, columns, p = 1/2 each), rot90 (k x 90 degrees), "
+           "scale[=S] (resampled by a factor log-uniform in [1/S, S], default S = 1.414: a 2x range of pixel "
+           "spacings, same size), intensity[=A] (window jitter clip(0.5 + a (x - 0.5) + b, 0, 1), a log-uniform "
+           "in [1/A, A], default A = 1.25, b uniform in [-0.1, 0.1]); S and A in [1, 4]; default: none")
     a("--patch-sizes", type=int_range(1, 16384), nargs="+", default=None)
     a("--patch-probs", type=PROBABILITY, nargs="+", default=None)
     a("--batch", type=int_range(1, 1_000_000), default=None, help="batch at the largest patch size; smaller patches scale by area")
@@ -100,6 +107,32 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="network forward/backward: auto (bf16 where native, else fp32), fp32, bf16, fp16 (CUDA, with loss "
            "scaling); weights, EMA and optimizer stay fp32; may change on --resume (default: %(default)s)")
     a("--no-progress", action="store_true")
+
+
+def augment_item(text: str) -> str:
+    """argparse type of one ``--augment`` item: ``KIND`` or ``KIND=VALUE``, written canonically."""
+    from padis3d.errors import PadisError
+    from padis3d.training.augment import parse_item
+
+    try:
+        return parse_item(text)
+    except PadisError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class AugmentAction(argparse.Action):
+    """``--augment KIND ...``: each kind at most once, stored in the order applied (so the run identity
+    does not depend on the order given)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from padis3d.errors import PadisError
+        from padis3d.training.augment import canonical_items
+
+        try:
+            setattr(namespace, self.dest, canonical_items(list(values)))  # type: ignore[arg-type]
+        except PadisError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
 
 
 def _images(args: argparse.Namespace, size: int):
@@ -155,6 +188,8 @@ def network_config(name: str, args: argparse.Namespace, **kw) -> PriorConfig:
         f = tuple(args.features)
         kw.update(features=f, attention_levels=(False,) * len(f),
                   norm_num_groups=32 if min(f) % 32 == 0 and min(f) >= 64 else 16 if min(f) % 16 == 0 else 8)
+        if f[-1] % base.num_head_channels:  # the middle block's attention splits the last level into heads
+            kw["num_head_channels"] = math.gcd(base.num_head_channels, f[-1])
     if args.res_blocks:
         kw["num_res_blocks"] = args.res_blocks
     return dataclasses.replace(base, **kw)
@@ -227,6 +262,9 @@ def check_train_options(args: argparse.Namespace, sizes: list, probs: list | Non
         raise PadisError("--subset picks chest CT slices; with --data ellipses use --ellipse-images")
     if args.downsample is not None and args.downsample > 1 and args.mode == "slab":
         raise PadisError("--downsample is for --mode cube, patch or whole (a slab's slices are its channels)")
+    if args.augment and args.mode == "cube":
+        raise PadisError("--augment is for --mode patch, whole or slab (a cube's volume would be transformed "
+                         "whole for every patch drawn)")
     if args.batch_sizes is not None and len(args.batch_sizes) != len(sizes):
         raise PadisError(f"--batch-sizes gives {len(args.batch_sizes)} values for {len(sizes)} patch sizes {sizes}")
 
@@ -249,6 +287,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from padis3d.training.augment import Augment
     from padis3d.training.data import PatchSampler
     from padis3d.device import resolve_device
     from padis3d.errors import PadisError
@@ -278,7 +317,8 @@ def _train(args: argparse.Namespace) -> int:
         raise PadisError(f"{args.out / 'state.pt'} exists: add --resume to continue it, or choose another --out")
     images, extra, info = _images(args, size)
     sampler = PatchSampler(images, sizes, probs, batch=args.batch or (1 if args.mode == "whole" else preset["batch"]),
-                           batch_sizes=args.batch_sizes, extra_coords=extra)
+                           batch_sizes=args.batch_sizes, extra_coords=extra,
+                           augment=Augment.from_items(args.augment))
     nd = images.ndim - 2
     # Position channels the sampler provides: [slab centre z,] then one per spatial axis.
     axes = () if (args.no_positions or args.mode == "whole") else tuple(range(nd + sampler.extra.shape[1]))

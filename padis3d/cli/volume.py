@@ -35,8 +35,10 @@ import torch
 import zarr
 
 from padis3d.atomic import save_figure, write_json
+from padis3d.cli.identity import RunIdentity
 from padis3d.cli.input_checks import check_volume_input
 from padis3d.cli.outputs import OutputPlan
+from padis3d.cli.runner import remove_new_entries
 from padis3d.cli.scheduler import connect_scheduler
 from padis3d.errors import PadisError
 from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
@@ -153,7 +155,7 @@ IDENTITY_FILE = "identity.json"
 """The work folder's record of the identity of the run whose state it holds."""
 
 
-def volume_identity(args: argparse.Namespace):
+def volume_identity(args: argparse.Namespace) -> RunIdentity:
     """The run's :class:`padis3d.cli.identity.RunIdentity`, with the measured coarse weights beside a
     ``--lowres`` prior (``--lowres-weight measured``) among the files read."""
     from padis3d.cli.identity import run_identity
@@ -164,12 +166,10 @@ def volume_identity(args: argparse.Namespace):
     return run_identity(args, extra)
 
 
-def check_work_identity(work: Path, identity) -> None:
+def check_work_identity(work: Path, identity: RunIdentity) -> None:
     """PadisError when ``work`` holds committed progress of a run of another identity (named: what
     differs), or of a run that recorded none."""
     import json
-
-    from padis3d.cli.identity import RunIdentity
 
     try:
         step = int(json.loads((work / "progress.json").read_text()).get("step", 0))
@@ -187,7 +187,7 @@ def check_work_identity(work: Path, identity) -> None:
                          f"or use another --out/--work-dir")
 
 
-def record_work_identity(work: Path, identity) -> None:
+def record_work_identity(work: Path, identity: RunIdentity) -> None:
     """Write ``work/identity.json``: the identity of the run that now owns the work folder."""
     work.mkdir(parents=True, exist_ok=True)
     write_json(work / IDENTITY_FILE, identity.to_json())
@@ -316,6 +316,7 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     else:  # before the preparation rewrites the work folder's arrays
         check_resumable(work, settings)
         check_work_identity(work, identity)
+    existed = set(work.iterdir()) if work.is_dir() else set()  # an earlier run's arrays are never dropped below
     try:
         record_work_identity(work, identity)
         with ProgressBar(shape[0], "prepare (slices)", disable=args.no_progress) as bar:
@@ -325,6 +326,8 @@ def run_reconstruct_volume(args: argparse.Namespace) -> int:
     except BaseException:  # bad voxels or a truncated file found mid-stream: drop the half-prepared arrays
         if fresh_work:
             shutil.rmtree(work, ignore_errors=True)
+        else:  # a folder that existed: only what this run added to it goes
+            remove_new_entries(work, existed)
         raise
     stages.mark("prepare")
     release_free_memory()  # each stage hands its freed band buffers back before the next one

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from padis3d.errors import PadisError
+from padis3d.training.augment import Augment
 from tiling.grid import TileGrid
 
 SUBSET_SIZES = (12, 25, 50, 100)
@@ -48,12 +49,14 @@ class PatchSampler:
 
     ``extra_coords`` ``(n, E)`` (optional) are constant coordinates prepended to the position
     channels (slab centre z). ``batch_sizes`` (one per size) default to
-    :func:`scaled_batch_sizes` with ``batch`` at the largest patch.
+    :func:`scaled_batch_sizes` with ``batch`` at the largest patch. ``augment``
+    (:class:`padis3d.training.augment.Augment`, 2D images only) transforms each drawn image before
+    its patch is cut, drawing from the same generator; None draws nothing more.
     """
 
     def __init__(self, images: torch.Tensor, sizes: Sequence[int | None], probs: Sequence[float] | None = None,
                  batch: int = 8, batch_sizes: Sequence[int] | None = None,
-                 extra_coords: torch.Tensor | None = None):
+                 extra_coords: torch.Tensor | None = None, augment: Augment | None = None):
         images = torch.as_tensor(images, dtype=torch.float32)
         if images.ndim not in (4, 5):
             raise PadisError(f"training images must be (n, channels, *spatial) with 2 or 3 spatial dims, "
@@ -77,6 +80,9 @@ class PatchSampler:
             raise PadisError(f"batch sizes {self.batch_sizes} must be positive, one per patch size {self.sizes}")
         self.extra = (torch.zeros(images.shape[0], 0) if extra_coords is None
                       else torch.as_tensor(extra_coords, dtype=torch.float32).reshape(images.shape[0], -1))
+        if augment is not None:
+            augment.check(self.shape)
+        self.augment = augment
         self._grids = {p: TileGrid(self.shape, p) for p in self.sizes}
         self._canvas = {p: self._grids[p].pad_image(self.images) for p in self.sizes}
 
@@ -91,8 +97,11 @@ class PatchSampler:
         idx = torch.randint(self.images.shape[0], (n,), generator=generator)
         offsets = torch.stack([torch.randint(c - p + 1, (n,), generator=generator)
                                for c, p in zip(grid.canvas_shape, tile)], dim=1)
+        rows = idx.tolist()
+        if self.augment is not None:  # each drawn image augmented whole, then cropped like the others
+            canvas, rows = grid.pad_image(self.augment.apply(self.images[idx], generator)), range(n)
         patches = torch.stack([canvas[i][(slice(None), *(slice(o, o + p) for o, p in zip(off.tolist(), tile)))]
-                               for i, off in zip(idx.tolist(), offsets)])
+                               for i, off in zip(rows, offsets)])
         return PatchBatch(patches, crop_positions(self.shape, grid.pad, tile, offsets, self.extra[idx]),
                           self.sizes[k])
 

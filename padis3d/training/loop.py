@@ -6,7 +6,7 @@ runs under ``torch.autocast`` in bf16 or fp16 with its output cast back to fp32,
 the fp32 master weights, the EMA and Adam's moments stay fp32; fp16 (CUDA) adds dynamic loss
 scaling (``torch.amp.GradScaler``, not saved: a resumed run starts a fresh scale).
 
-Every random draw (patch size, crops, sigma, noise) comes from one ``torch.Generator`` that is
+Every random draw (patch size, crops, augmentation, sigma, noise) comes from one ``torch.Generator`` that is
 saved in the training state, so a resumed run continues bit-identically. Under DDP every rank
 draws the same global batch and trains on its contiguous share, so DDP's gradient average
 equals the single-process gradient of the global batch (batch sizes are rounded up to a
@@ -134,6 +134,7 @@ def build_meta(state: TrainState, settings: TrainSettings, sampler: PatchSampler
             "nonfinite_skipped": state.nonfinite_skipped, "world_size": world,
             "patch_sizes": sampler.sizes, "patch_probs": sampler.probs.tolist(), "batch_sizes": sampler.batch_sizes,
             "image_shape": list(sampler.shape), "extra_coords": int(sampler.extra.shape[1]),
+            "augment": None if getattr(sampler, "augment", None) is None else sampler.augment.to_dict(),
             "sigma_range": [0.002, 80.0], "training_sigma": {"p_mean": settings.p_mean, "p_std": settings.p_std},
             "settings": dataclasses.asdict(settings), "precision": settings.precision, "data": data,
             "versions": library_versions(),

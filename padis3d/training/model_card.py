@@ -47,6 +47,7 @@ def write_model_card(meta: dict, config: dict, prior_path: str | Path) -> Path:
         "",
         f"* patch sizes {meta.get('patch_sizes')} (None = whole image), probabilities "
         f"{[round(p, 3) for p in meta.get('patch_probs', [])]}, batch sizes {meta.get('batch_sizes')}",
+        f"* augmentation: {_augment_line(meta.get('augment'))}",
         f"* steps: {meta.get('steps')}; patches seen: {meta.get('patches_seen')}; processes: {meta.get('world_size')}",
         f"* final loss (mean of the last log interval): {meta.get('final_loss', float('nan')):.5f}",
         f"* wall time: {meta.get('wall_seconds', 0) / 3600:.2f} h; CPU time: {meta.get('cpu_seconds', 0) / 3600:.2f} h",
@@ -80,3 +81,13 @@ def _orientation_line(meta: dict) -> str:
     return (f"{o.get('plane')} slices in the canonical {o.get('canonical')} orientation (anterior at the top, the "
             f"patient's left on the right; padis3d.io.orientation), from {o.get('from')}"
             + (f" (stored as {o['stored']})" if o.get("stored") else ""))
+
+
+def _augment_line(recorded: dict | None) -> str:
+    """The model card's line on the training-time augmentation (:mod:`padis3d.training.augment`)."""
+    if not recorded:
+        return "none"
+    from padis3d.training.augment import Augment
+
+    fields = {k: v for k, v in recorded.items() if k in Augment.__dataclass_fields__}
+    return f"{', '.join(recorded.get('kinds', []))}: {Augment(**fields).describe()}"

@@ -6,6 +6,7 @@ is covered without editing this test."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,68 @@ def test_hostile_values_exit_0_or_one_line_2(inputs, tmp_path, monkeypatch, name
             import shutil
 
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def values_from_elsewhere(name: str, action: argparse.Action, root) -> list[list[str]]:
+    """Values valid for another task or command: what the other bases give the same option, and the
+    option's choices; the base's own value left out. Each item is the option's value list."""
+    own_command, own = bases(root)[name]
+    found: list[list[str]] = []
+    for other, (_, argv) in bases(root).items():
+        for flag in action.option_strings:
+            if other != name and flag in argv:
+                i = argv.index(flag) + 1
+                j = next((k for k in range(i, len(argv)) if argv[k].startswith("--")), len(argv))
+                if argv[i:j]:
+                    found.append(argv[i:j])
+    count = 2 if action.nargs == 2 else 1
+    found += [[str(c)] * count for c in action.choices or ()]
+    mine = [own[own.index(f) + 1:own.index(f) + 1 + count] for f in action.option_strings if f in own]
+    return [v for v in dict.fromkeys(map(tuple, found)) if list(v) not in mine and "OUT" not in v]
+
+
+def with_values(argv: list[str], action: argparse.Action, values: tuple[str, ...]) -> list[str]:
+    """``argv`` with ``action``'s value(s) replaced by ``values``."""
+    out = with_value(argv, action, "x")[:-1 if action.nargs != 2 else -3]
+    return out + [action.option_strings[0], *values]
+
+
+def _action(name: str, option: str) -> argparse.Action:
+    return next(a for a in value_options(name.split("-volume")[0]) if a.option_strings[0] == option)
+
+
+OTHER_CASES = [(name, opt) for name, opt in CASES
+               if values_from_elsewhere(name, _action(name, opt), Path("ROOT"))]  # options with such values
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, option", OTHER_CASES, ids=[f"{n} {o}" for n, o in OTHER_CASES])
+def test_values_of_other_tasks_exit_0_or_one_line_2(inputs, tmp_path, monkeypatch, name, option):
+    """Each option driven with the values another task or command gives it (issue 27): an option that does
+    not apply is refused in one line, one that applies runs; never a traceback, nothing left behind."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    command, base = bases(inputs)[name]
+    action = next(a for a in value_options(command) if a.option_strings[0] == option)
+    for values in values_from_elsewhere(name, action, inputs):
+        before = set(tmp_path.iterdir())
+        argv = [command, *with_values(base, action, values)]
+        rc, err = run_cli(argv)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert "Traceback" not in err, (argv, err)
+        assert rc in (0, 2), (argv, rc, err)
+        if rc == 2:
+            assert len(lines) == 1 and lines[0].startswith(f"padis3d {command}: error: "), (argv, err)
+            assert set(tmp_path.iterdir()) == before, (argv, sorted(p.name for p in tmp_path.iterdir()))
+        for path in set(tmp_path.iterdir()) - before:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_values_from_elsewhere_include_other_tasks_and_choices(inputs):
+    """The drive above really crosses tasks: the 2D base gets the volume base's --task and --band values."""
+    sub = {a.option_strings[0]: a for a in value_options("reconstruct")}
+    tasks = values_from_elsewhere("reconstruct", sub["--task"], inputs)
+    assert ("denoise",) in tasks and ("ct3d-parallel",) in tasks and ("deblur",) not in tasks
+    assert ("4",) in values_from_elsewhere("reconstruct", sub["--band"], inputs)
+    assert ("16",) in values_from_elsewhere("reconstruct-volume", sub["--size"], inputs)

@@ -310,6 +310,18 @@ def test_threads_do_not_change_the_numbers(root, tmp_path):
     assert np.array_equal(volume_result(tmp_path / "one"), volume_result(tmp_path / "two"))
 
 
+def test_a_2d_report_records_the_identity(root, tmp_path):
+    out = tmp_path / "out"
+    argv = ["reconstruct", "--task", "deblur", "--checkpoint", str(root / "tiny.pt"), "--input", str(root / "image.npy"),
+            "--size", "16", "--steps", "1", "--sampler", "dds", "--threads", "1", "--no-progress", "--out", str(out)]
+    assert run_cli(argv)[0] == 0
+    identity = report(out)["identity"]
+    assert identity["options"]["task"] == "deblur" and identity["options"]["size"] == 16
+    assert identity["files"]["checkpoint"]["sha256"] == digest(root / "tiny.pt")
+    assert identity["files"]["input"]["sha256"] == digest(root / "image.npy") and identity["files"]["measured"] is None
+    assert identity["key"] == run_identity(parse(*argv)).key
+
+
 # -- item 3: a training state made from other --data bytes is not resumed -------------------------------
 TRAIN = [*TINY_NET, "--threads", "1", "--no-progress", "--checkpoint-minutes", "0"]
 

@@ -25,7 +25,8 @@ def volume(tmp_path):
 
 
 def run(files, volume, out, *extra):  # noqa: F811
-    return cli.main(["reconstruct", "--task", "denoise", "--denoiser", "dds", "--checkpoint", str(files / "tiny.pt"),
+    denoiser = [] if "--task" in extra else ["--denoiser", "dds"]  # --denoiser: --task denoise only
+    return cli.main(["reconstruct", "--task", "denoise", *denoiser, "--checkpoint", str(files / "tiny.pt"),
                      "--input", str(volume), "--size", "16", "--steps", "3", "--band", "4", "--no-progress",
                      "--out", str(out), *extra])
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped checkpoints in checkpoints/ (CPU, 1 thread each).
-# Usage:  recipes/train_cpu_priors.sh patch|patch-bf16|whole|slab|slab-equal-steps|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
+# Usage:  recipes/train_cpu_priors.sh patch|patch-bf16|patch-aug|patch-aug-nopos|whole|slab|slab-equal-steps|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu [extra args, e.g. --resume]
 # Every run is resumable: re-run the same line with --resume (continues RUNS/<name>/state.pt,
 # or pass --resume checkpoints/<name>.pt to continue from the shipped weights only).
 # --steps is the total target; --hours bounds one session. Each run writes the shippable prior
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 RUNS=${RUNS:-/root/padis3d-runs}
 HOURS=${HOURS:-2.0}
-what=${1:?patch|patch-bf16|whole|slab|slab-equal-steps|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu}; shift
+what=${1:?patch|patch-bf16|patch-aug|patch-aug-nopos|whole|slab|slab-equal-steps|cube|lowres|subset N|ellipses|ellipses-whole|paper-gpu}; shift
 common=(--preset cpu --threads 1 --steps 1000000 --hours "$HOURS" --checkpoint-minutes 10 --seed 0)
 case "$what" in
   patch)  # 128^2 chest CT slices 0-99, tiles 16/32/48 (p = .2/.3/.5), batch 72/18/8
@@ -41,6 +41,16 @@ case "$what" in
                # benchmarks/precision.py) with the shipped prior's CPU budget (1.37 CPU-h); exported beside it, not over it
     exec nice -n 19 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --precision bf16 --budget-hours 1.37 \
       --checkpoint-minutes 5 --out "$RUNS/chest128_patch_bf16" --export checkpoints/chest128_patch_bf16.pt "$@" ;;
+  patch-aug)  # issue 28 item 3: the shipped patch prior's recipe (fp32, its 1.37 CPU-h budget) with training-time
+              # augmentation (padis3d.training.augment): flips, 90-degree rotations, scale jitter (factor log-uniform in
+              # [0.71, 1.41], a 2x range of pixel spacings) and window jitter; not exported until measured against
+              # chest128_patch.pt (ship if it costs <= 0.3 dB in distribution). Continue with --resume --budget-hours H.
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --precision fp32 --budget-hours 1.37 \
+      --augment flips rot90 scale intensity --out "$RUNS/chest128_patch_aug" "$@" ;;
+  patch-aug-nopos)  # issue 28 item 3: the same without position channels (positions learned on a chest may mislead
+                    # on other anatomy)
+    exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --precision fp32 --budget-hours 1.37 \
+      --augment flips rot90 scale intensity --no-positions --out "$RUNS/chest128_patch_aug_nopos" "$@" ;;
   subset)  # data-size study: the patch prior on N of the training slices (N = 12, 25, 50 or 100)
     n=${1:?subset N}; shift
     exec nice -n 10 "$PY" -m padis3d.cli.train "${common[@]}" --mode patch --subset "$n" \

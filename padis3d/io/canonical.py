@@ -99,7 +99,7 @@ def read_canonical(path: str | Path, *, orientation: str | None = None, series: 
     ``"SAL"``; default: as stored = canonical); NIfTI and DICOM carry their own, and a
     declaration that contradicts it is refused. ``series``: the DICOM series to read."""
     from padis3d.io import detect_format, read_npy, read_zarr
-    from padis3d.io.normalize import require_nonempty
+    from padis3d.io.normalize import require_finite, require_nonempty
 
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -141,6 +141,7 @@ def read_canonical(path: str | Path, *, orientation: str | None = None, series: 
     if series is not None and fmt != "dicom":
         raise PadisError(f"--series picks a DICOM series; {path} is {fmt}")
     require_nonempty(data.shape, str(path))
+    require_finite(data, str(path))  # the whole volume, not only the slices a run uses
     return CanonicalVolume(reorient(data, tuple(stored), CANONICAL), path, fmt, tuple(stored),
                            tuple(data.shape), affine, header, units, how)  # type: ignore[arg-type]
 

@@ -53,6 +53,8 @@ def read_npy(path: str | Path) -> np.ndarray:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
         raise PadisError(f"cannot read {path} as .npy ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(arr, np.ndarray):  # np.load opens a zip (.npz) whatever its suffix
+        raise PadisError(f"{path} is not a .npy array (an .npz or other archive); save one array with numpy.save")
     if arr.ndim not in (2, 3):
         raise PadisError(f"{path} has shape {arr.shape}: expected a 2D image or a 3D stack/volume")
     require_nonempty(arr.shape, str(path))

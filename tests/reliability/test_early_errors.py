@@ -397,3 +397,13 @@ def test_volume_smaller_than_the_minimum_is_refused_from_its_header(files, tmp_p
 def test_blur_kernel_larger_than_the_image_is_refused_before_any_work(files, tmp_path, no_work):  # noqa: F811
     rc, err = run_cli(quick(files, tmp_path / "out", "deblur", "--input", str(files / "image.npy"), "--kernel", "17"))
     assert_clean_failure(rc, err, "--kernel 17 is larger than the --size 16 image", tmp_path / "out")
+
+
+def test_an_npz_archive_named_npy_is_one_clear_error(tmp_path):
+    from padis3d.errors import PadisError
+    from padis3d.io import read_npy
+
+    with open(tmp_path / "a.npy", "wb") as f:
+        np.savez(f, x=np.zeros((8, 8)))
+    with pytest.raises(PadisError, match="not a .npy array"):
+        read_npy(tmp_path / "a.npy")

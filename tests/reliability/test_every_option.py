@@ -17,7 +17,7 @@ from tests.reliability.helpers import ct_volume, nifti_volume, run_cli
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 
 NUMBERS = ["0", "-1", "nan", "inf", "-inf", "1e303", "99999999999999999999", "x", ""]
-TEXTS = ["", "x", "a_file", "/nonexistent/x", "/sys/padis3d-x", "-1"]  # for paths, names, addresses, choices
+TEXTS = ["", "x", "a_file", "/proc/padis3d-nonexistent/x", "/sys/padis3d-x", "-1"]  # for paths, names, addresses, choices
 TINY_NET = ["--features", "16", "32", "--size", "16", "--patch-sizes", "8", "16", "--batch", "2"]
 
 

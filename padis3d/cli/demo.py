@@ -20,8 +20,9 @@ import torch
 
 from padis3d.atomic import save_figure, write_json
 from padis3d.errors import PadisError
+from padis3d.priors.registry import DEFAULT_PRIOR, SHIPPED
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "chest128_patch.pt"
+DEFAULT_CHECKPOINT = SHIPPED / f"{DEFAULT_PRIOR}.pt"
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ class FileInput:
     folder: bool = False
     builtin: Mapping[str, Resolve] = field(default_factory=dict)
     default: Resolve | None = None
+    prior: bool = False  # the value may be a prior name (padis3d.priors.registry)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ ADAPT = ("adapt", "adapt_mode", "adapt_rank", "adapt_lr", "adapt_steps", "adapt_
 
 DECLARATIONS: dict[str, Declaration] = {
     "info": Declaration(identity=(), neutral={}),
+    "priors": Declaration(identity=(), neutral={}),
     "reconstruct": Declaration(
         identity=(*SAMPLER, "task", "input", "slice", "axis", "orientation", "series", "window", "size", "measured",
                   "views", "span_deg",
@@ -94,15 +96,15 @@ DECLARATIONS: dict[str, Declaration] = {
                  "restart": "discards a work folder's progress and prepared arrays: the run is computed afresh",
                  "scheduler": "which dask scheduler runs the band tasks (the threaded result: "
                               "tests/volume/test_volume_run.py::test_local_cluster_gives_the_threaded_result)"},
-        inputs={"input": FileInput(folder=True, builtin={"chest-ct": _chest_ct}), "checkpoint": FileInput(),
-                "measured": FileInput(), "adapter": FileInput(), "lowres": FileInput()},
+        inputs={"input": FileInput(folder=True, builtin={"chest-ct": _chest_ct}), "checkpoint": FileInput(prior=True),
+                "measured": FileInput(), "adapter": FileInput(), "lowres": FileInput(prior=True)},
         outputs=("out", "work_dir"), names=("series",)),
     "sample": Declaration(identity=(*SAMPLER, "size", "count"), neutral=SAMPLER_NEUTRAL,
-                          inputs={"checkpoint": FileInput()}, outputs=("out",)),
+                          inputs={"checkpoint": FileInput(prior=True)}, outputs=("out",)),
     "demo": Declaration(
         identity=("slices", "task", "checkpoint", "sampler", "seed", "precision", "smoke"),
         neutral={"out": OUT, "no_progress": PROGRESS},
-        inputs={"checkpoint": FileInput(default=_shipped_demo_prior)}, outputs=("out",)),
+        inputs={"checkpoint": FileInput(default=_shipped_demo_prior, prior=True)}, outputs=("out",)),
     "tiling-demo": Declaration(identity=("seed",), neutral={"out": OUT}, outputs=("out",)),
     # a training run's identity: what a resumed run must share with the state it continues
     "train": Declaration(
@@ -138,6 +140,10 @@ def _resolve(args: argparse.Namespace, dest: str, spec: FileInput) -> tuple[bool
         return (True, None, spec.default(args)) if spec.default is not None else (False, None, None)
     if str(value) in spec.builtin:
         return True, str(value), spec.builtin[str(value)](args)
+    if spec.prior:
+        from padis3d.priors.registry import is_name, resolve_prior
+
+        return True, str(value) if is_name(value) else None, resolve_prior(value)
     return True, None, Path(value)
 
 

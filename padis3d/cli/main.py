@@ -40,6 +40,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_priors(args: argparse.Namespace) -> int:
+    from padis3d.priors.catalog import list_priors
+    from padis3d.priors.registry import USER_PRIORS_ENV, search_folders
+
+    rows = [["name", "kind", "training data", "orientation", "MB", "model card"]] + [e.row() for e in list_priors()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"looked in: {', '.join(map(str, search_folders()))} (${USER_PRIORS_ENV} adds folders, searched first)")
+    return 0
+
+
 def _cmd_tiling_demo(args: argparse.Namespace) -> int:
     from padis3d.cli.tiling_demo import run_tiling_demo
 
@@ -97,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=path_option, default="outputs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--slices", type=test_slice, nargs="+", default=[115, 125], help="test slices 110..132 (default: %(default)s)")
     p.add_argument("--task", choices=("ct20", "ct8"), default="ct20")
-    p.add_argument("--checkpoint", type=nonempty_text, default=None, help="patch prior (default: the shipped checkpoints/chest128_patch.pt)")
+    p.add_argument("--checkpoint", type=nonempty_text, default=None, metavar="PRIOR",
+                   help="a patch prior: a name ('padis3d priors') or a .pt file (default: chest128_patch)")
     p.add_argument("--sampler", choices=("dds", "padis"), default="dds",
                    help="dds: CG data step, 50 evaluations from the FBP re-noised at σ 0.5 (default); padis: the paper's Algorithm 1, 40 x 5 = 200")
     p.add_argument("--seed", type=SEED, default=0)
@@ -106,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_cmd_demo, outputs=lambda a: OutputPlan(a.out, ["demo.png", "demo.json"],
                                                                inputs=plan_inputs(a)))
+
+    p = sub.add_parser("priors", help="the priors found by name: shipped ones and those in $PADIS3D_PRIORS")
+    p.set_defaults(run=_cmd_priors)
 
     p = sub.add_parser("tiling-demo", help="tile the default chest CT with random shifts; writes a figure")
     p.add_argument("--out", type=path_option, default="outputs/tiling-demo", help="output folder (default: %(default)s)")

@@ -186,8 +186,7 @@ class WindowAction(argparse.Action):
         setattr(namespace, self.dest, [lo, hi])
 
 
-MIN_SIDE = 7
-"""Smallest image side (and volume axis) a run accepts: the 7-pixel SSIM window of the report's metrics."""
+from padis3d.sizes import MIN_SIDE, check_tile_fits  # noqa: E402,F401 - size limits shared with the library
 
 
 def parse_tile(text: str) -> int | str | None:
@@ -201,14 +200,6 @@ def parse_tile(text: str) -> int | str | None:
     if not 1 <= tile <= MAX_COUNT:
         raise PadisError(f"--tile must be in 1..{MAX_COUNT}, got {tile}")
     return tile
-
-
-def check_tile_fits(tile: int | str | None, shape: tuple[int, ...]) -> None:
-    """PadisError for a tile more than twice the largest side of ``shape``: its canvas is mostly
-    padding and its network pass allocates without bound (use ``--tile whole`` for one tile)."""
-    if isinstance(tile, int) and tile > 2 * max(shape):
-        raise PadisError(f"--tile {tile} is more than twice the largest side of the {'x'.join(map(str, shape))} "
-                         f"image: use a smaller tile, 'auto' or 'whole'")
 
 
 def tile_option(text: str) -> str:

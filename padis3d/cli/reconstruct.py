@@ -37,7 +37,8 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
 
     d = SamplerSettings()
     a = p.add_argument
-    a("--checkpoint", type=nonempty_text, default="checkpoints/chest128_patch.pt", help="prior file (default: %(default)s)")
+    a("--checkpoint", type=nonempty_text, default="chest128_patch", metavar="PRIOR",
+      help="a prior name ('padis3d priors' lists them; $PADIS3D_PRIORS adds folders) or a .pt file (default: %(default)s)")
     a("--tile", type=tile_option, default="auto", help="patch size at inference: an int, 'auto' (largest trained) or 'whole'")
     a("--sampler", choices=sampler_choices, default=default_sampler)
     a("--steps", type=COUNT, default=d.steps, help="noise levels (default: %(default)s)")

@@ -69,21 +69,6 @@ def missing_folders(folder: Path) -> list[Path]:
     return chain[::-1]
 
 
-def remove_new_entries(folder: Path, existed: set[Path]) -> None:
-    """Remove what ``folder`` holds beyond ``existed`` (its entries before a failed step: files and folders
-    that step added); the entries that existed are left as they are."""
-    import shutil
-
-    if not folder.is_dir():
-        return
-    for entry in set(folder.iterdir()) - existed:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                entry.unlink()
-
-
 def run_parsed(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``args.run(args)`` inside its claimed outputs (``args.outputs(args)``, if it writes any)."""
     from padis3d.atomic import is_disk_full

@@ -65,8 +65,9 @@ class ReferenceSlice:
         own voxel order (3D with one axis of length 1 for NIfTI; ``(H, W)`` as stored for npy,
         zarr and DICOM) and the NIfTI affine of the input voxels it came from (None without one)."""
         if self.volume is None:  # PNG/JPEG: back to a declared orientation, else as stored
-            stored = self.orientation.get("stored", "PL")
-            return (reorient(result, ("P", "L"), tuple(stored)) if stored != "PL" else result), None
+            stored = self.orientation.get("stored", "PL")  # the bundled CT's slices are canonical (SPL)
+            return (reorient(result, ("P", "L"), tuple(stored)) if len(stored) == 2 and stored != "PL"
+                    else result), None
         ijk, affine = self.volume.slice_to_file(result, self.plane, self.index, self.zoom)
         if self.fmt == "nifti":
             return ijk, affine

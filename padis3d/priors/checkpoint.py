@@ -44,8 +44,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load and validate a padis3d checkpoint file (either format) on the CPU."""
-    path = Path(path)
+    """Load and validate a padis3d checkpoint file (either format) on the CPU; ``path`` may be a
+    prior name (:func:`padis3d.priors.registry.resolve_prior`)."""
+    from padis3d.priors.registry import resolve_prior
+
+    path = resolve_prior(path)
     if path.is_dir():
         raise PadisError(f"checkpoint {path} is a folder: give the .pt file (a run folder holds prior.pt)")
     if not path.is_file():
@@ -173,13 +176,18 @@ def load_prior(path: str | Path, device: str | torch.device | None = "cpu",
                config: PriorConfig | None = None, precision: str = "fp32") -> Prior:
     """Load a prior (or the EMA weights of a training state) onto ``device`` in eval mode.
 
+    ``path``: a ``.pt`` file or a prior name (``"chest128_patch"``; :mod:`padis3d.priors.registry`,
+    ``padis3d priors`` lists them).
+
     ``config`` forces an architecture (default: the one stored in the file); a mismatch gives
     a :class:`PadisError`, as do missing or corrupt files. ``precision``: what the network
     computes in (``fp32``, ``bf16``, ``fp16`` on CUDA, or ``auto``: :mod:`padis3d.precision`);
     its output is fp32 whatever the choice.
     """
     from padis3d.device import resolve_device
+    from padis3d.priors.registry import resolve_prior
 
+    path = resolve_prior(path)
     ckpt = read_checkpoint(path)
     cfg = config if config is not None else PriorConfig.from_dict(ckpt["config"])
     model = EDMDenoiser(cfg)

@@ -132,8 +132,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def weights_path(coarse_checkpoint: str | Path) -> Path:
-    """The weight file beside a coarse checkpoint: ``chest32_lowres.pt`` -> ``chest32_lowres.weights.json``."""
-    p = Path(coarse_checkpoint)
+    """The weight file beside a coarse checkpoint (a path or a prior name):
+    ``chest32_lowres.pt`` -> ``chest32_lowres.weights.json``."""
+    from padis3d.priors.registry import resolve_prior
+
+    p = resolve_prior(coarse_checkpoint)
     return p.with_name(p.stem + ".weights.json")
 
 
@@ -154,7 +157,10 @@ def save_weight(weight: CoarseWeight, fine_checkpoint: str | Path, coarse_checkp
 def load_weight(fine_checkpoint: str | Path, coarse_checkpoint: str | Path) -> CoarseWeight:
     """The measured ``w(σ)`` of this pair of checkpoints; a clear error when there is none or when
     either checkpoint changed since it was measured."""
-    path, fine = weights_path(coarse_checkpoint), Path(fine_checkpoint)
+    from padis3d.priors.registry import resolve_prior
+
+    path, fine = weights_path(coarse_checkpoint), resolve_prior(fine_checkpoint)
+    coarse_checkpoint = resolve_prior(coarse_checkpoint)
     how = ("measure it with `python recipes/calibrate_two_scale.py --fine <checkpoint>` on training data, "
            "or give the weight as a number (1: the coarse prior replaces the fine prior's coarse scale)")
     if not path.exists():

@@ -201,7 +201,7 @@ def test_checkpoints_record_and_check_the_training_orientation(files, tmp_path):
     from padis3d import load_prior
     from padis3d.priors.checkpoint import check_orientation, data_orientation
 
-    shipped = load_prior("checkpoints/chest128_patch.pt")
+    shipped = load_prior("chest128_patch")
     assert shipped.orientation["canonical"] == "SPL" and shipped.orientation["plane"] == "axial"
     old_nifti = _checkpoint_with(tmp_path / "old.pt", files, {"source": "scan.nii.gz", "format": "nifti", "axis": 2})
     with pytest.raises(PadisError, match="before padis3d recorded the orientation"):

@@ -22,6 +22,9 @@ extensions = [
     "padis3d_docs",
 ]
 exclude_patterns = ["_build"]
+# no dash conversion: option names such as --budget in the command-line reference (argparse help
+# rendered by sphinx-argparse) must stay as typed, not become en dashes
+smartquotes_action = "qe"
 html_theme = "alabaster"
 html_static_path = []
 

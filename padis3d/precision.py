@@ -27,9 +27,11 @@ CHOICES = ("auto", *PRECISIONS)
 """What ``--precision`` accepts."""
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-AUTO_EVIDENCE = ("bf16 measured 2.15x faster per network evaluation than fp32 and the demo 1.58x faster end to "
-                 "end, its PSNR within 0.04 dB, on this repository's AMX CPU (benchmarks/precision.py)")
-"""The measurement behind ``auto`` choosing bf16 (see the README's Precision section)."""
+AUTO_EVIDENCE = ("bf16 measured 1.75x faster per network evaluation than fp32 and the demo 1.51x faster end to "
+                 "end (PaDIS+DDS 33.74 against 33.75 dB), one thread, on an AVX512-BF16 CPU without AMX: "
+                 "benchmarks/results/precision.txt, made by 'OMP_NUM_THREADS=1 python benchmarks/precision.py'")
+"""The measurement behind ``auto`` choosing bf16, with its file (docs: Results, Precision and speed;
+``tests/test_cli_help.py`` checks the figures against the file)."""
 
 
 def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:

@@ -19,7 +19,18 @@
 
 ``.. recipe-list::``
     One section per file in ``recipes/``: the module docstring of a ``.py`` recipe, or the
-    leading comment of a ``.sh`` recipe, as written in the file.
+    leading comment of a ``.sh`` recipe, as written in the file but for its reST inline markup
+    (shown as plain text: a literal block would show it raw).
+
+``.. results-tables:: PATH``
+    The pipe tables of the Markdown results file ``PATH`` (relative to the repository root),
+    rendered as tables, so a result page shows what the recipe wrote; for a JSON results file,
+    the table the README makes of it (``results_tables.README_TABLES``). ``:only:`` lines: keep the
+    tables whose heading starts with one of them; ``:headings:`` show each table's heading above it.
+
+``.. md-table::``
+    A Markdown pipe table given as the directive's content (for tables of benchmark text files
+    and before / after comparisons that no results file holds as Markdown).
 """
 
 from __future__ import annotations
@@ -101,7 +112,7 @@ class ReadmeExample(Directive):
         rst = [".. code-block:: python", ""] + _indent(code) + [""]
         if pairs:
             changes = "; ".join(f"``{old}`` → ``{new}``" for old, new in pairs)
-            rst += [f"*The documentation's doctest runs this example with {changes}, to stay fast.*", ""]
+            rst += [f"The documentation's doctest runs this example with {changes}, to stay fast.", ""]
         if self.options.get("setup"):
             rst += [".. testcode:: readme", "   :hide:", ""] + _indent(self.options["setup"]) + [""]
         rst += [".. testcode:: readme", "   :hide:", ""] + _indent(run_code) + [""]
@@ -129,6 +140,15 @@ class ReadmeBlock(ReadmeExample):
         return self._parse([f".. code-block:: {language or 'text'}", ""] + _indent(code) + [""])
 
 
+ROLE = re.compile(r":[\w:.-]+:`~?([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` with its reST inline markup taken off (``code`` and roles such as a :mod: reference
+    become their bare text), for places shown as written, where markup would appear raw."""
+    return ROLE.sub(r"\1", text).replace("``", "")
+
+
 def recipe_summary(path: Path) -> str:
     """The module docstring of a Python recipe, or the leading ``#`` comment of a shell one."""
     text = path.read_text(encoding="utf-8")
@@ -152,14 +172,104 @@ class RecipeList(Directive):
             rst += [name, "-" * len(name), ""]
             self.state.document.settings.env.note_dependency(str(path))
             # shown as written (a literal block): a recipe's text can never break the build
-            rst += ["::", ""] + _indent(recipe_summary(path) or "(no description)") + [""]
+            rst += ["::", ""] + _indent(plain_text(recipe_summary(path)) or "(no description)") + [""]
         node = nodes.container()
         nested_parse_with_titles(self.state, StringList(rst, source="recipes/"), node)
         return node.children
+
+
+INLINE = re.compile(r"(`[^`]+`|\*\*[^*]+\*\*)")
+
+
+def _cell(text: str) -> nodes.entry:
+    """A table cell: Markdown `code` as a literal, **bold** as strong, the rest as plain text
+    (never parsed as reST, so no table text can break the build)."""
+    para = nodes.paragraph()
+    for part in INLINE.split(text.strip()):
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            para += nodes.literal(part[1:-1], part[1:-1])
+        elif part.startswith("**") and part.endswith("**") and len(part) > 4:
+            para += nodes.strong(part[2:-2], part[2:-2])
+        elif part:
+            para += nodes.Text(part)
+    return nodes.entry("", para)
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of one Markdown table row, stripped; a ``|`` inside `code` does not split."""
+    cells, current, code = [], "", False
+    for ch in line.strip().strip("|"):
+        if ch == "`":
+            code = not code
+        if ch == "|" and not code and not current.endswith("\\"):
+            cells.append(current)
+            current = ""
+        else:
+            current += ch
+    return [c.replace("\\|", "|").strip() for c in cells + [current]]
+
+
+def table_node(lines: list[str] | tuple[str, ...]) -> nodes.table:
+    """A docutils table from the lines of a Markdown pipe table (header, ``|---|`` rule, rows)."""
+    rows = [table_cells(line) for line in lines if not re.match(r"^\|[\s:|-]+\|?$", line)]
+    width = max(len(r) for r in rows)
+    table = nodes.table(classes=["results"])
+    group = nodes.tgroup(cols=width)
+    table += group
+    group += [nodes.colspec(colwidth=1) for _ in range(width)]
+    head, body = nodes.thead(), nodes.tbody()
+    for i, cells in enumerate(rows):
+        row = nodes.row()
+        row += [_cell(c) for c in cells + [""] * (width - len(cells))]
+        (head if i == 0 else body).append(row)
+    group += [head, body]
+    return table
+
+
+class ResultsTables(Directive):
+    required_arguments = 1
+    option_spec = {"only": directives.unchanged, "headings": directives.flag}
+
+    def run(self) -> list[nodes.Node]:
+        from results_tables import markdown_tables
+
+        from results_tables import README_TABLES
+
+        path = ROOT / self.arguments[0]
+        if not path.is_file():
+            raise self.error(f"results-tables: no file {self.arguments[0]}")
+        self.state.document.settings.env.note_dependency(str(path))
+        if path.suffix == ".json":  # a JSON results file: the table the README makes of it
+            if self.arguments[0] not in README_TABLES:
+                raise self.error(f"results-tables: no table is made of {self.arguments[0]}")
+            return [table_node(README_TABLES[self.arguments[0]]())]
+        only = [s.strip() for s in self.options.get("only", "").splitlines() if s.strip()]
+        tables = [t for t in markdown_tables(path.read_text(encoding="utf-8"))
+                  if not only or any(t.heading.startswith(o) for o in only)]
+        if not tables:
+            raise self.error(f"results-tables: {self.arguments[0]} has no table" + (f" under {only}" if only else ""))
+        out: list[nodes.Node] = []
+        for t in tables:
+            if "headings" in self.options and t.heading:
+                out.append(nodes.rubric(t.heading, t.heading))
+            out.append(table_node(t.lines))
+        return out
+
+
+class MarkdownTable(Directive):
+    has_content = True
+
+    def run(self) -> list[nodes.Node]:
+        lines = [line.strip() for line in self.content if line.strip()]
+        if not lines or not all(line.startswith("|") for line in lines):
+            raise self.error("md-table: the content must be a Markdown pipe table")
+        return [table_node(lines)]
 
 
 def setup(app):
     app.add_directive("readme-example", ReadmeExample)
     app.add_directive("readme-block", ReadmeBlock)
     app.add_directive("recipe-list", RecipeList)
+    app.add_directive("results-tables", ResultsTables)
+    app.add_directive("md-table", MarkdownTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

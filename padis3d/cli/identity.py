@@ -206,6 +206,11 @@ class RunIdentity:
         """The identity :meth:`to_json` recorded."""
         return cls(str(data["command"]), dict(data["options"]), dict(data["files"]))
 
+    def differences_from(self, recorded: Mapping[str, Any]) -> list[str]:
+        """:meth:`differences` from an identity :meth:`to_json` recorded (a work folder's owner,
+        :mod:`padis3d.volume.work`); KeyError/TypeError/ValueError for a record of another shape."""
+        return self.differences(RunIdentity.from_json(recorded))
+
     def differences(self, before: RunIdentity) -> list[str]:
         """What differs from ``before``, one short phrase each (``--span-deg None -> 90.0``,
         ``--checkpoint content changed``); empty when the identities are equal."""

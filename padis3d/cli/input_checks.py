@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from padis3d.cli.options import MIN_SIDE
+from padis3d.limits import MIN_SIDE, check_input_shape, check_not_constant  # noqa: F401 - the 2D input checks
 from padis3d.errors import PadisError
 
 
@@ -31,22 +31,6 @@ def check_plan(args: argparse.Namespace) -> None:
     if args.task == "deblur" and args.kernel > args.size:
         raise PadisError(f"--kernel {args.kernel} is larger than the --size {args.size} image: the blur needs an "
                          f"image side of at least the kernel size; lower --kernel or raise --size")
-
-
-def check_input_shape(shape: tuple[int, ...], name: str) -> None:
-    """PadisError when the input's own slice (before resizing) has a side below MIN_SIDE pixels: upsampling
-    it invents the image instead of reconstructing it."""
-    if min(int(n) for n in shape) < MIN_SIDE:
-        raise PadisError(f"{name} is {'x'.join(map(str, shape))} pixels: too small to reconstruct, every side needs "
-                         f">= {MIN_SIDE} pixels (the SSIM window of the report) before resizing")
-
-
-def check_not_constant(image: np.ndarray, name: str) -> None:
-    """PadisError when the normalised input holds one value only: there is nothing to reconstruct."""
-    lo, hi = float(np.min(image)), float(np.max(image))
-    if not hi > lo:
-        raise PadisError(f"{name} is constant after its intensity map (all values {lo:g}): nothing to reconstruct; "
-                         f"check the input or its --window")
 
 
 def check_volume_input(shape_zyx: tuple[int, int, int], slices: tuple[int, int] | None, name: str) -> None:

@@ -15,6 +15,31 @@ from padis3d.cli.options import (PRECISION_HELP, SEED, OneLineParser, int_range,
 
 Command = Callable[[argparse.Namespace], int]
 
+DESCRIPTIONS = {  # plain text, whole sentences: argparse prints them as written (no markup)
+    "padis3d": "Patch-based diffusion priors (PaDIS) for imaging inverse problems, from 2D images to 3D "
+               "volumes. Run 'padis3d COMMAND --help' for the options of a command.",
+    "info": "Print the library versions, the CPU's bf16 features (AVX512-BF16, AMX) and the precision that "
+            "--precision auto picks with the benchmark behind it, the torch thread count, whether CUDA and "
+            "astra-CUDA are usable, and where the default data lies.",
+    "train": "Train a patch, whole-image, slab or cube diffusion prior on NIfTI, zarr, DICOM, PNG or .npy data, "
+             "or on random ellipses. A run is resumable with --resume and writes the prior, its model card "
+             "and a loss curve; torchrun runs it on several processes.",
+    "reconstruct": "Solve an inverse problem with a diffusion prior: a 2D image (--task ct, ct-fan, deblur, sr) "
+                   "or a volume, out of core and resumable (--task ct3d-parallel, ct3d-cone, denoise). The "
+                   "measurements are simulated from --input unless --measured gives them. Writes the "
+                   "reconstruction, report.json and a figure to --out.",
+    "sample": "Generate images from a prior without measurements (unconditional sampling) and write them as "
+              "PNG files to --out.",
+    "demo": "Run the main job: FBP, ADMM-TV, PnP-ADMM and the patch prior with DDS on held-out chest CT test "
+            "slices, sparse-view CT with 20 views by default. Prints a PSNR / SSIM table and writes demo.png "
+            "and demo.json to --out.",
+    "priors": "List the priors that --checkpoint NAME finds, with their kind, training data, orientation, "
+              "size and model card: the shipped ones, and those in the folders of $PADIS3D_PRIORS, which "
+              "are searched first.",
+    "tiling-demo": "Tile the default chest CT with random shifts, write a figure of the tiling and check the "
+                   "out-of-core tiling path under a memory budget.",
+}
+
 
 def test_slice(text: str) -> int:
     """argparse type of the demo's ``--slices``: one of the chest CT's held-out test slices."""
@@ -78,18 +103,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="padis3d", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="padis3d", description=DESCRIPTIONS["padis3d"])
     from padis3d import __version__
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                         help="print the package version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="versions, CUDA availability and the default data's location")
+    p = sub.add_parser("info", help="versions, CPU features, threads, CUDA availability and the default data's location",
+                       description=DESCRIPTIONS["info"])
     p.set_defaults(run=_cmd_info)
 
     from padis3d.cli.train import add_train_arguments, run_train, train_outputs
 
-    p = sub.add_parser("train", help="train a patch (or whole-image) diffusion prior; resumable")
+    p = sub.add_parser("train", help="train a patch, whole-image, slab or cube diffusion prior; resumable",
+                       description=DESCRIPTIONS["train"])
     add_train_arguments(p)
     p.set_defaults(run=run_train, outputs=train_outputs)
 
@@ -97,18 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
                                          run_reconstruct, run_sample, sample_outputs)
 
     p = sub.add_parser("reconstruct", help="solve an inverse problem with a prior: 2D (ct, ct-fan, deblur, sr) "
-                                           "or volumes (ct3d-parallel, denoise)")
+                                           "or volumes (ct3d-parallel, ct3d-cone, denoise)",
+                       description=DESCRIPTIONS["reconstruct"])
     add_reconstruct_arguments(p)
     p.set_defaults(run=run_reconstruct, outputs=reconstruct_outputs)
 
-    p = sub.add_parser("sample", help="generate images from a prior (unconditional)")
+    p = sub.add_parser("sample", help="generate images from a prior (unconditional)", description=DESCRIPTIONS["sample"])
     add_sample_arguments(p)
     p.set_defaults(run=run_sample, outputs=sample_outputs)
 
-    p = sub.add_parser("demo", help="the main job: FBP vs ADMM-TV vs PaDIS on held-out chest CT slices, 20 views")
+    p = sub.add_parser("demo", help="the main job: FBP vs ADMM-TV vs PaDIS on held-out chest CT slices, 20 views",
+                       description=DESCRIPTIONS["demo"])
     p.add_argument("--out", type=path_option, default="outputs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--slices", type=test_slice, nargs="+", default=[115, 125], help="test slices 110..132 (default: %(default)s)")
-    p.add_argument("--task", choices=("ct20", "ct8"), default="ct20")
+    p.add_argument("--task", choices=("ct20", "ct8"), default="ct20", help="CT with 20 or 8 views (default: %(default)s)")
     p.add_argument("--checkpoint", type=nonempty_text, default=None, metavar="PRIOR",
                    help="a patch prior: a name ('padis3d priors') or a .pt file (default: chest128_patch)")
     p.add_argument("--sampler", choices=("dds", "padis"), default="dds",
@@ -116,14 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--precision", type=precision_option, default="auto", help=PRECISION_HELP)
     p.add_argument("--smoke", action="store_true", help="seconds, not minutes: 1 slice, 2 sampler steps (for tests)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_demo, outputs=lambda a: OutputPlan(a.out, ["demo.png", "demo.json"],
                                                                inputs=plan_inputs(a)))
 
-    p = sub.add_parser("priors", help="the priors found by name: shipped ones and those in $PADIS3D_PRIORS")
+    p = sub.add_parser("priors", help="the priors found by name: shipped ones and those in $PADIS3D_PRIORS",
+                       description=DESCRIPTIONS["priors"])
     p.set_defaults(run=_cmd_priors)
 
-    p = sub.add_parser("tiling-demo", help="tile the default chest CT with random shifts; writes a figure")
+    p = sub.add_parser("tiling-demo", help="tile the default chest CT with random shifts; writes a figure",
+                       description=DESCRIPTIONS["tiling-demo"])
     p.add_argument("--out", type=path_option, default="outputs/tiling-demo", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(run=_cmd_tiling_demo, outputs=lambda a: OutputPlan(a.out, ["tiling_demo.png", "tiling_demo.json"]))

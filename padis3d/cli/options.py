@@ -186,7 +186,7 @@ class WindowAction(argparse.Action):
         setattr(namespace, self.dest, [lo, hi])
 
 
-from padis3d.sizes import MIN_SIDE, check_tile_fits  # noqa: E402,F401 - size limits shared with the library
+from padis3d.limits import MIN_SIDE, check_tile_fits  # noqa: E402,F401 - size limits shared with the library
 
 
 def parse_tile(text: str) -> int | str | None:

@@ -6,27 +6,28 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from padis3d.atomic import atomic_path, save_figure, write_json
+from padis3d.atomic import save_figure, write_json
 from padis3d.cli.options import (COUNT, MAX_BUDGET_MB, MIN_SIDE, NONNEG_COUNT, PROBABILITY, SEED, check_run_options,
-                                 check_tile_fits, coarse_weight_option,
+                                 coarse_weight_option,
                                  device_option, float_range, int_range, max_batch_option, memory_budget_bytes,
                                  nonempty_text,
                                  nonneg_float, parse_tile, path_option, positive_float, scheduler_address,
                                  tile_option)
 from padis3d.cli.options import PRECISION_HELP, WindowAction, orientation_option, precision_option
-from padis3d.cli.adapt import (ADAPT_FIXED_MB, ADAPTER_FILE, adaptation_failure, adapt_report, adapt_settings, adapt_summary, add_adapt_arguments,
-                               check_adapt_options, preload_adaptation)
+from padis3d.cli.adapt import (ADAPT_FIXED_MB, ADAPTER_FILE, adapt_report, adapt_settings, adapt_summary,
+                               add_adapt_arguments, check_adapt_options)
 from padis3d.cli.identity import plan_inputs
-from padis3d.cli.input_checks import check_input_shape, check_not_constant
 from padis3d.cli.outputs import OutputPlan
 from padis3d.errors import PadisError
+from padis3d.image.output import image_suffix, save_image
+from padis3d.image.tasks import default_noise, table_task
+from padis3d.limits import check_not_constant
 
 VOLUME_TASKS = ("ct3d-parallel", "ct3d-cone", "denoise")
 TASKS = ("ct", "ct-fan", "deblur", "sr", *VOLUME_TASKS)
@@ -37,19 +38,28 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
 
     d = SamplerSettings()
     a = p.add_argument
+    from padis3d.cli.defaults_help import sampler_help
+
+    def h(what: str, field: str) -> str:  # reconstruct: a 2D task's defaults come from --budget's table
+        return sampler_help(what, field) if "dds" in sampler_choices else f"{what} (default: %(default)s)"
+
     a("--checkpoint", type=nonempty_text, default="chest128_patch", metavar="PRIOR",
       help="a prior name ('padis3d priors' lists them; $PADIS3D_PRIORS adds folders) or a .pt file (default: %(default)s)")
     a("--tile", type=tile_option, default="auto", help="patch size at inference: an int, 'auto' (largest trained) or 'whole'")
-    a("--sampler", choices=sampler_choices, default=default_sampler)
-    a("--steps", type=COUNT, default=d.steps, help="noise levels (default: %(default)s)")
-    a("--inner", type=int_range(1, 10_000), default=d.inner, help="iterations per level for padis/langevin (default: %(default)s)")
-    a("--sigma-max", type=positive_float(1e4), default=d.sigma_max)
-    a("--sigma-min", type=positive_float(1e4), default=d.sigma_min)
-    a("--schedule", choices=("geometric", "karras"), default=d.schedule)
+    a("--sampler", choices=sampler_choices, default=default_sampler,
+      help=("the 2D sampler: padis is the paper's Algorithm 1, dds the demo's (default: %(default)s); the volume "
+            "tasks always sample with DDS" if "dds" in sampler_choices else "the generation sampler (default: %(default)s)"))
+    a("--steps", type=COUNT, default=d.steps, help=h("noise levels", "steps"))
+    a("--inner", type=int_range(1, 10_000), default=d.inner,
+      help=h("network evaluations per level for padis, langevin, pc and ddnm", "inner"))
+    a("--sigma-max", type=positive_float(1e4), default=d.sigma_max, help=h("the largest noise level", "sigma_max"))
+    a("--sigma-min", type=positive_float(1e4), default=d.sigma_min, help=h("the smallest noise level", "sigma_min"))
+    a("--schedule", choices=("geometric", "karras"), default=d.schedule, help=h("the noise-level grid", "schedule"))
     a("--budget", choices=("cpu", "paper", "custom"), default="cpu",
-      help="reconstruct: 'cpu' (200 evaluations; DDS 50) or 'paper' (the paper's 1000; DDS 200) takes every sampler setting from "
-      "padis3d/solvers/defaults.py for the task, options set to non-default values override it; 'custom': "
-      "the options as given (default: %(default)s)")
+      help="reconstruct, 2D tasks: 'cpu' (200 network evaluations; DDS 50) or 'paper' (the paper's 1000; DDS 200) "
+      "takes every sampler setting from padis3d/solvers/defaults.py for the task and sampler, and options "
+      "given with other values than their defaults override it; 'custom': the options as given "
+      "(default: %(default)s)")
     a("--step-rule", choices=("misfit", "norm", "paper"), default=d.step_rule,
       help="padis data step: gradient of ½||A D - y||² with weight step_size/||A||² (misfit), or the "
       "ζ-rules norm / paper capped there (default: %(default)s)")
@@ -68,36 +78,16 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
 
 
 def _prior(args: argparse.Namespace, image_shape: tuple[int, ...], images: int = 1):
-    """``(loaded checkpoint, PatchPrior)``; with ``--max-batch auto`` the batch is measured here
-    (``args.max_batch_choice``: the :class:`padis3d.priors.batch_size.BatchChoice`, else None) for
-    ``images`` images per evaluation, and the prior is built with it as ``--max-batch N`` would be."""
-    from padis3d import load_prior
-    from padis3d.device import resolve_device
-    from padis3d.priors.factory import patch_prior_from
+    """``(loaded checkpoint, PatchPrior)`` of the options (:func:`padis3d.image.inputs.image_prior`); with
+    ``--max-batch auto`` the measured choice is printed and kept in ``args.max_batch_choice``."""
+    from padis3d.image.inputs import image_prior
 
     check_run_options(args)
-    device = resolve_device(args.device)
-    loaded = load_prior(args.checkpoint, device=device, precision=args.precision)
-    tile: Any = parse_tile(args.tile)
-    check_tile_fits(tile, image_shape)
-    budget = memory_budget_bytes(args)
-    args.max_batch_choice = None
-    max_batch = args.max_batch
-    if max_batch == "auto":
-        from padis3d.priors.batch_size import measure_tile_batch
-
-        trial = patch_prior_from(loaded, image_shape, tile, memory_budget=budget)
-        choice = measure_tile_batch(trial, None, loaded.device, memory_budget=budget,
-                                    tiles=images * trial.grid.num_tiles)
-        args.max_batch_choice, max_batch = choice, choice.chosen
-        print(choice.summary(), flush=True)
-    return loaded, patch_prior_from(loaded, image_shape, tile, max_batch=max_batch, memory_budget=budget)
-
-
-def max_batch_report(args: argparse.Namespace) -> dict | int | None:
-    """``report.json``'s ``max_batch``: the measured choice (``--max-batch auto``) or the option as given."""
-    choice = getattr(args, "max_batch_choice", None)
-    return choice.to_report() if choice is not None else args.max_batch
+    loaded, prior, args.max_batch_choice = image_prior(
+        args.checkpoint, image_shape, parse_tile(args.tile), max_batch=args.max_batch,
+        memory_budget=memory_budget_bytes(args), device=args.device, precision=args.precision, images=images,
+        on_batch_choice=lambda choice: print(choice.summary(), flush=True))
+    return loaded, prior
 
 
 # -- reconstruct -----------------------------------------------------------------------
@@ -131,12 +121,18 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--kernel", type=int_range(1, 16384), default=9, help="uniform blur kernel size (default: %(default)s)")
     a("--factor", type=int_range(1, 1024), default=4, help="super-resolution factor (default: %(default)s)")
     a("--sr-mode", choices=("average", "nearest"), default="average")
-    a("--zeta", type=nonneg_float(), default=0.1, help="PaDIS data step ζ (default: %(default)s)")
-    a("--epsilon", type=positive_float(1e6), default=0.5, help="Langevin step α = ε σ² (default: %(default)s)")
-    a("--init", choices=("noise", "baseline"), default="noise")
-    a("--eta", type=PROBABILITY, default=0.85, help="DDNM/DDS re-noising η (default: %(default)s)")
-    a("--rho", type=nonneg_float(), default=1.0, help="DDS data-consistency weight ρ (default: %(default)s)")
-    a("--cg-iters", type=int_range(0, 100_000), default=5, help="DDS conjugate-gradient steps (default: %(default)s)")
+    from padis3d.cli.defaults_help import sampler_help
+
+    a("--zeta", type=nonneg_float(), default=0.1,
+      help=sampler_help("data step ζ of the padis ζ-rules (--step-rule norm, paper) and of langevin and pc", "zeta"))
+    a("--epsilon", type=positive_float(1e6), default=0.5, help=sampler_help("Langevin step α = ε σ²", "epsilon"))
+    a("--init", choices=("noise", "baseline"), default="noise",
+      help=sampler_help("start from noise, or from the baseline (FBP, blurred or upsampled image) re-noised at "
+                        "--sigma-max", "init"))
+    a("--eta", type=PROBABILITY, default=0.85, help=sampler_help("DDS re-noising η", "eta"))
+    a("--rho", type=nonneg_float(), default=1.0, help=sampler_help("DDS data-consistency weight ρ", "rho"))
+    a("--cg-iters", type=int_range(0, 100_000), default=5,
+      help=sampler_help("conjugate-gradient steps of the DDS data step and of ddnm's least squares", "cg_iters"))
     a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
       "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
@@ -162,33 +158,10 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     add_adapt_arguments(p)
 
 
-SQUARE_TASKS = ("ct", "ct-fan")  # ParallelBeam2D / FanBeam2D image a square field of view
-
-
-def reconstruction_shape(shape: tuple[int, int], size: int, task: str, factor: int = 1) -> tuple[int, int]:
-    """The 2D grid a ``(H, W)`` input is reconstructed on: ``size x size`` for a square input;
-    otherwise the aspect is kept, the longer side becomes ``size`` and the shorter one is rounded
-    (to a multiple of ``--factor`` for ``sr``). The CT tasks refuse non-square inputs (their
-    scanner geometry images a square field of view), as does a shorter side below MIN_SIDE."""
-    h, w = int(shape[0]), int(shape[1])
-    if h == w:
-        return size, size
-    if task in SQUARE_TASKS:
-        raise PadisError(f"the input is {h}x{w} pixels, not square: the {task} task's scanner geometry images a "
-                         f"square field of view; crop or pad the image to a square (deblur and sr reconstruct "
-                         f"non-square images at their own aspect)")
-    m = factor if task == "sr" else 1
-    scale = size / max(h, w)
-    out = tuple(max(m, int(round(n * scale / m)) * m) for n in (h, w))
-    if min(out) < MIN_SIDE:
-        raise PadisError(f"the {h}x{w} input resized to --size {size} on its longer side is {out[0]}x{out[1]}: both "
-                         f"sides need >= {MIN_SIDE} pixels (the SSIM window of the report); raise --size")
-    return out  # type: ignore[return-value]
-
-
 def _reference_image(args: argparse.Namespace):
     """The reference slice (:class:`padis3d.io.reference.ReferenceSlice`) on its reconstruction grid."""
-    from padis3d.io.reference import ReferenceSlice, read_reference_slice
+    from padis3d.image.inputs import reference_image
+    from padis3d.io.reference import ReferenceSlice
     from padis3d.io.sample_data import chest_ct_slices
 
     if args.input == "chest-ct":  # the bundled data set's [0, 1] slices; results stay in [0, 1]
@@ -202,82 +175,9 @@ def _reference_image(args: argparse.Namespace):
                               {"kind": "hu_window", "window": list(window)}, None,
                               zoom=(512 / args.size, 512 / args.size),
                               orientation={"stored": "SPL", "from": "bundled", "canonical": "SPL", "plane": "axial"})
-    ref = read_reference_slice(args.input, args.slice, args.axis, tuple(args.window) if args.window else None,
-                               orientation=args.orientation, series=args.series)
-    check_input_shape(ref.input_shape, ref.source)  # the input's own size, before it is resized
-    check_not_constant(ref.image, ref.source)
-    return ref.resized(reconstruction_shape(ref.input_shape, args.size, args.task, args.factor))
-
-
-def build_operator(args: argparse.Namespace, shape: int | tuple[int, int]):
-    """The forward operator and its direct baseline for ``args.task`` on images of ``shape``
-    (an int: square); the CT tasks need a square shape."""
-    from padis3d.operators import BlockAverage, Blur, FanBeam2D, NearestSample, ParallelBeam2D, uniform_kernel, upsample
-
-    shape = (shape, shape) if isinstance(shape, int) else (int(shape[0]), int(shape[1]))
-    size = shape[0]
-    if args.task in SQUARE_TASKS and shape[0] != shape[1]:
-        raise PadisError(f"the {args.task} task needs a square image, got {shape[0]}x{shape[1]}")
-
-    if args.task in ("ct", "ct-fan"):
-        span = math.radians(args.span_deg) if args.span_deg is not None else \
-            (math.pi if args.task == "ct" else 2 * math.pi)
-        op = (ParallelBeam2D if args.task == "ct" else FanBeam2D)(size, views=args.views, span=span)
-        return op, lambda y: op.pinv(y).clamp(0, 1), "FBP-Hann" if args.task == "ct" else "CG least squares"
-    if args.task == "deblur":
-        op = Blur(shape, uniform_kernel(args.kernel))
-        return op, lambda y: y.clamp(0, 1), "blurred"
-    if any(n % args.factor for n in shape):
-        raise PadisError(f"--size {max(shape)} must be a multiple of --factor {args.factor}")
-    op = (BlockAverage if args.sr_mode == "average" else NearestSample)(shape, args.factor)
-    return op, lambda y: upsample(y, args.factor).clamp(0, 1), "bicubic"
-
-
-def image_suffix(like: str) -> str:
-    """The suffix of a 2D result in the input's format family: NIfTI -> .nii.gz, PNG/JPEG images (a
-    file or a folder of them) -> .png, else (npy, zarr, DICOM in its units) .npy."""
-    if like.endswith((".nii", ".nii.gz")):
-        return ".nii.gz"
-    if like.lower().endswith((".png", ".jpg", ".jpeg")):
-        return ".png"
-    if Path(like).is_dir() and not like.rstrip("/").endswith(".zarr"):
-        from padis3d.io import IMAGE_SUFFIXES
-
-        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(like).iterdir()):
-            return ".png"
-    return ".npy"
-
-
-def _save_image(path: Path, image: np.ndarray, like: str, ref: Any = None) -> Path:
-    """Reconstruction in the input's format family (:func:`image_suffix`). With ``ref`` (the
-    :class:`padis3d.io.reference.ReferenceSlice` it was made from), values go back to the input's
-    units and orientation (the file's own voxel order), and a NIfTI gets the affine of the input
-    voxels the result was computed from (else the identity)."""
-    suffix = image_suffix(like)
-    if ref is not None and suffix != ".png":
-        image = ref.to_units(image)
-    affine = None
-    if ref is not None:  # back in the input's own orientation (voxel order) and geometry
-        image, affine = ref.to_file(image)
-    if suffix == ".nii.gz":
-        import nibabel as nib
-
-        path = path.with_suffix(".nii.gz")
-        data = image.astype(np.float32)
-        with atomic_path(path) as tmp:
-            nib.save(nib.Nifti1Image(data if data.ndim == 3 else data[:, :, None],
-                                     affine if affine is not None else np.eye(4)), tmp)
-    elif suffix == ".png":
-        from skimage.io import imsave
-
-        path = path.with_suffix(".png")
-        with atomic_path(path) as tmp:
-            imsave(tmp, (np.clip(image, 0, 1) * 255).round().astype(np.uint8), check_contrast=False)
-    else:
-        path = path.with_suffix(".npy")
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, image.astype(np.float32))
-    return path
+    return reference_image(args.input, args.task, args.size, factor=args.factor, index=args.slice, axis=args.axis,
+                           window=tuple(args.window) if args.window else None, orientation=args.orientation,
+                           series=args.series)
 
 
 def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: np.ndarray | None) -> None:
@@ -308,11 +208,7 @@ CLI_FIELDS = ("steps", "inner", "sigma_max", "sigma_min", "schedule", "step_rule
               "eta", "rho", "cg_iters", "init", "order")
 
 
-def cli_task(task: str, views: int | None = None) -> str:
-    """The table's task for a ``padis3d reconstruct --task`` (CT: ``ct8`` up to 8 views, else ``ct20``)."""
-    if task in ("ct", "ct-fan"):
-        return "ct8" if views is not None and views <= 8 else "ct20"
-    return {"deblur": "deblur", "sr": "sr4"}.get(task, task)
+cli_task = table_task  # the table's task for a ``padis3d reconstruct --task`` (padis3d.image.tasks)
 
 
 def settings_from_args(args: Any, default: Any) -> Any:
@@ -356,124 +252,92 @@ def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
                                  *[ADAPTER_FILE] * args.adapt], inputs=inputs)
 
 
+def image_call(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`padis3d.reconstruct_image` that ``args`` give (but the source and
+    the sampler settings)."""
+    from padis3d.io import read_npy
+
+    return dict(task=args.task, prior=args.checkpoint, views=args.views, span_deg=args.span_deg, noise=args.noise,
+                kernel=args.kernel, factor=args.factor, sr_mode=args.sr_mode, tile=parse_tile(args.tile),
+                measured=None if args.measured is None else read_npy(args.measured).astype(np.float32),
+                max_batch=args.max_batch, memory_budget=memory_budget_bytes(args), device=args.device,
+                precision=args.precision, adapter=args.adapter if args.adapt else None)
+
+
 def run_reconstruct(args: argparse.Namespace) -> int:
     if args.task in VOLUME_TASKS:
         from padis3d.cli.volume import run_reconstruct_volume
 
         return run_reconstruct_volume(args)
-    from padis3d.priors.checkpoint import library_versions
-    from padis3d.metrics import psnr, ssim
-    from padis3d.operators import gaussian_noise
-    from padis3d.solvers.reconstruct import ProgressBar, SamplerSettings, reconstruct
+    from padis3d.image.reconstruct import reconstruct_image
+    from padis3d.solvers.reconstruct import ProgressBar
 
-
-    settings: SamplerSettings = settings_from_args(args, args.sampler_option_default)  # --budget: the table
+    settings = settings_from_args(args, args.sampler_option_default)  # --budget: the table
     check_run_options(args)
-    from padis3d.volume.pipeline import limit_heap_growth
-
-    limit_heap_growth()
     ref = _reference_image(args)
-    truth, source, shape = ref.image, ref.source, tuple(ref.image.shape)
-    op, baseline_fn, baseline_name = build_operator(args, shape)
     print(ref.describe())
-    if args.measured is not None:
-        from padis3d.io import read_npy
+    preload_figures()  # the figure's library belongs to the start-up overhead
+    noise = None if args.measured is not None else \
+        (args.noise if args.noise is not None else default_noise(args.task))
+    with ProgressBar(settings.steps, f"{args.sampler} {args.task}" + " +adapt" * args.adapt,
+                     disable=args.no_progress) as bar:
+        result = reconstruct_image(ref, **image_call(args), settings=settings, callback=bar,
+                                   adapt=adapt_settings(args, noise) if args.adapt else None,
+                                   on_adapt_step=bar.adapt_step,
+                                   on_batch_choice=lambda choice: print(choice.summary(), flush=True))
+    out = args.out
+    adapter_path = result.adapter.save(out / ADAPTER_FILE) if result.adapter is not None else None
+    image_path = result.write(out / "reconstruction", str(args.input))
+    name = f"{args.sampler} (PaDIS prior)" if args.sampler == "padis" else args.sampler
+    comparison_figure(out / "comparison.png", [(result.baseline_name, result.baseline), (name, result.image)],
+                      None if args.measured is not None else result.truth)
+    report = image_report(args, result, [image_path.name, "comparison.png", *[ADAPTER_FILE] * (adapter_path is not None)])
+    if result.adapter is not None:
+        report["adaptation"] = adapt_report(result.adapter, adapter_path, args.adapter)
+    result.stages.mark("metrics_and_outputs")
+    report["memory"] = image_memory(args, result)
+    write_json(out / "report.json", report)
+    for name, m in result.metrics.items():
+        print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")
+    if result.adapter is not None:
+        print(adapt_summary(report["adaptation"]))
+    print(f"{result.seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
+    return 0
 
-        y = torch.from_numpy(read_npy(args.measured).astype(np.float32))[None, None]
-        if tuple(y.shape[2:]) != op.out_shape:
-            raise PadisError(f"{args.measured} holds measurements of shape {tuple(y.shape[2:])}, but the "
-                             f"{args.task} geometry gives {op.out_shape}: check --size/--views/--factor")
-        noise = None
-    else:
-        noise = args.noise if args.noise is not None else (0.0 if args.task.startswith("ct") else 0.01)
-        y = op(torch.from_numpy(truth)[None, None])
-        if noise:
-            y = gaussian_noise(y, noise, torch.Generator().manual_seed(args.seed + 1))
-    import importlib
 
+def preload_figures() -> None:
+    """Import matplotlib's pyplot now, so that its memory belongs to the start-up overhead."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401 - the figure's library belongs to the start-up overhead
-    # torch.autograd.grad (the samplers' data gradients) imports this (sympy, ~40 MiB) on first use
-    importlib.import_module("torch.fx.experimental.symbolic_shapes")
-    from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
-    from padis3d.volume.pipeline import release_free_memory
+    import matplotlib.pyplot  # noqa: F401
 
-    stages = StagePeaks()
-    loaded, prior = _prior(args, shape)  # with a budget, this measures the network's activations per tile
-    from padis3d.io.orientation import PLANES
-    from padis3d.priors.checkpoint import check_orientation
 
-    check_orientation(loaded, PLANES[ref.plane][0])  # the slice is in the orientation the prior learned
-    if args.adapt:
-        preload_adaptation(prior)
-    release_free_memory()
-    weights_mb = model_mb(loaded.model)
-    overhead_mb = vm_rss_mb() - weights_mb  # interpreter, libraries, the ready prior: before sampling
-    stages.mark("start")
-    baseline = baseline_fn(y)
-    tta = None
-    if args.adapt:
-        from padis3d.adapt import TestTimeAdapter
-
-        tta = (TestTimeAdapter.from_file(args.adapter, prior, op, y, adapt_settings(args, noise)) if args.adapter
-               else TestTimeAdapter(prior, op, y, adapt_settings(args, noise)))
-    t0 = time.perf_counter()
-    with ProgressBar(settings.steps, f"{args.sampler} {args.task}" + " +adapt" * args.adapt,
-                     disable=args.no_progress) as bar:
-        if tta is not None:
-            tta.on_step = bar.adapt_step
-        try:
-            result = reconstruct(prior, op, y, settings, baseline=baseline, callback=bar, adapt=tta)
-        except PadisError as exc:  # non-finite images while adapting: the adaptation diverged, said so
-            failure = adaptation_failure(exc, tta, y)
-            if failure is exc:
-                raise
-            raise failure from exc
-    seconds = time.perf_counter() - t0
-    if not torch.isfinite(result).all():
-        raise PadisError("the reconstruction holds non-finite values (nothing written): lower --adapt-lr or the "
-                         "sampler's step sizes")
-    stages.mark("sample")
-    result_np, baseline_np = result[0, 0].numpy(), baseline[0, 0].numpy()
-    metrics = {name: {"psnr": psnr(img, truth), "ssim": ssim(img, truth)}
-               for name, img in ((baseline_name, baseline_np), (args.sampler, result_np))}
-    out = args.out
-    adapter_path = tta.save(out / ADAPTER_FILE) if tta is not None else None
-    image_path = _save_image(out / "reconstruction", result_np, str(args.input), ref)
-    comparison_figure(out / "comparison.png", [(baseline_name, baseline_np), (f"{args.sampler} (PaDIS prior)"
-                                                                            if args.sampler == "padis" else
-                                                                            args.sampler, result_np)],
-                      None if args.measured is not None else truth)
+def image_report(args: argparse.Namespace, result: Any, outputs: list[str]) -> dict[str, Any]:
+    """``report.json`` of a 2D run (its ``adaptation`` and ``memory`` are added by the caller)."""
     from padis3d.cli.identity import run_identity
+    from padis3d.priors.checkpoint import library_versions
 
-    report = {"input": source, "task": args.task, "prior_orientation": loaded.orientation, "measured": str(args.measured) if args.measured else None,
-              "operator": repr(op), "identity": run_identity(args).to_json(), "normalisation": ref.report(),
-              "seed": args.seed,
-              "settings": settings.to_dict(),
-              "evaluations": settings.evaluations,
-              "checkpoint": str(args.checkpoint), "tile": list(prior.grid.tile), "precision": loaded.precision,
-              "max_batch": max_batch_report(args), "seconds": seconds,
-              "metrics" + (" (vs --input)" if args.measured is not None else ""): metrics,
-              "versions": library_versions(),
-              "outputs": [image_path.name, "comparison.png", *[ADAPTER_FILE] * (tta is not None)]}
-    if tta is not None:
-        report["adaptation"] = adapt_report(tta, adapter_path, args.adapter)
-    stages.mark("metrics_and_outputs")
-    fixed_mb = overhead_mb + (ADAPT_FIXED_MB if tta is not None else 0.0)
-    report["memory"] = {"budget_mb": args.memory_budget_mb, "peak_rss_mb": stages.peak, "overhead_mb": overhead_mb,
-                        "model_mb": weights_mb, "stage_peaks_mb": stages.stages,
-                        **({"adaptation_fixed_mb": ADAPT_FIXED_MB} if tta is not None else {}),
-                        "allowance_mb": (args.memory_budget_mb + weights_mb + fixed_mb) * 1.1
-                        if args.memory_budget_mb else None}
-    write_json(out / "report.json", report)
-    for name, m in metrics.items():
-        print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")
-    if tta is not None:
-        print(adapt_summary(report["adaptation"]))
-    print(f"{seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
-    return 0
+    info, ref = result.prior_info, result.reference
+    return {"input": ref.source, "task": args.task, "prior_orientation": info["orientation"],
+            "measured": str(args.measured) if args.measured else None, "operator": repr(result.operator),
+            "identity": run_identity(args).to_json(), "normalisation": ref.report(), "seed": args.seed,
+            "settings": result.settings.to_dict(), "evaluations": result.settings.evaluations,
+            "checkpoint": str(args.checkpoint), "tile": info["tile"], "precision": info["precision"],
+            "max_batch": info["max_batch"] if args.max_batch == "auto" else args.max_batch, "seconds": result.seconds,
+            "metrics" + (" (vs --input)" if args.measured is not None else ""): result.metrics,
+            "versions": library_versions(), "outputs": outputs}
+
+
+def image_memory(args: argparse.Namespace, result: Any) -> dict[str, Any]:
+    """``report.json``'s ``memory`` of a 2D run: the peak, the stages and the allowance of a budget, MiB."""
+    adapting = result.adapter is not None
+    fixed_mb = result.overhead_mb + (ADAPT_FIXED_MB if adapting else 0.0)
+    return {"budget_mb": args.memory_budget_mb, "peak_rss_mb": result.peak_rss_mb, "overhead_mb": result.overhead_mb,
+            "model_mb": result.model_mb, "stage_peaks_mb": result.stages.stages,
+            **({"adaptation_fixed_mb": ADAPT_FIXED_MB} if adapting else {}),
+            "allowance_mb": (args.memory_budget_mb + result.model_mb + fixed_mb) * 1.1
+            if args.memory_budget_mb else None}
 
 
 # -- sample ---------------------------------------------------------------------------------
@@ -507,6 +371,6 @@ def run_sample(args: argparse.Namespace) -> int:
     with ProgressBar(len(sigmas), f"{args.sampler} sampling", disable=args.no_progress) as bar:
         images = GENERATION_SAMPLERS[args.sampler](prior, x, sigmas, generator=g, callback=bar, **options)
     for i, img in enumerate(images[:, 0].clamp(0, 1).numpy()):
-        _save_image(args.out / f"sample_{i:03d}", img, "x.png")
+        save_image(args.out / f"sample_{i:03d}", img, "x.png")
     print(f"wrote {args.count} images of {shape} to {args.out}/")
     return 0

@@ -37,7 +37,9 @@ PRESETS = {
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``padis3d train`` options to ``parser``."""
+    """Add the ``padis3d train`` options to ``parser`` (and the command's name, which selects its
+    option declaration in :mod:`padis3d.cli.identity`)."""
+    parser.set_defaults(command="train")
     a = parser.add_argument
     a("--out", required=True, type=path_option, help="run folder (state.pt, prior.pt, loss PNG, model card)")
     a("--export", action="append", default=[], type=path_option, help="also write the prior here (repeatable)")

@@ -99,6 +99,23 @@ def limit_heap_growth(arenas: int = 2, mmap_threshold: int = MMAP_THRESHOLD) -> 
         libc.mallopt(-3, int(mmap_threshold))  # M_MMAP_THRESHOLD (setting it also stops the rise)
 
 
+LIMIT_HEAP_ENV = "PADIS3D_LIMIT_HEAP"
+"""Hidden switch for benchmarks (``benchmarks/heap_growth.py``): ``1`` or ``0`` overrides every run's choice."""
+
+
+def heap_limit_wanted(requested: bool | None, memory_budget: int | None) -> bool:
+    """Whether a run calls :func:`limit_heap_growth`: as ``requested``, by default only under a memory
+    budget, where it holds the peak; without one it costs time for nothing (a 2D reconstruct measured
+    about 1.5x slower wall, 4x the system time, the same peak: ``benchmarks/heap_growth.py``). The
+    environment variable :data:`LIMIT_HEAP_ENV` overrides both."""
+    import os
+
+    forced = os.environ.get(LIMIT_HEAP_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    return requested if requested is not None else memory_budget is not None
+
+
 def release_free_memory() -> None:
     """Give freed heap pages back to the system (glibc ``malloc_trim``); no-op elsewhere."""
     libc = _libc()

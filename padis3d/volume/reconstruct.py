@@ -12,14 +12,12 @@ refused unless ``restart``. ``denoise`` returns by default the prior's Tweedie e
 the noise level (one denoiser pass over the noisy volume, which is the diffusion state at
 ``sigma = noise``); ``denoiser="dds"`` samples from noise instead.
 
-Example (a tiny volume, two levels; the README's example)::
+Example (``docs/api/volume_example.py``, which the test suite runs)::
 
-    import numpy as np, nibabel as nib, padis3d
-    from padis3d.io.sample_data import chest_ct_volume_hu
-    nib.save(nib.Nifti1Image(chest_ct_volume_hu()[::16, ::16, 60:76].copy(), np.eye(4)), "scan.nii.gz")
+    import padis3d
     result = padis3d.reconstruct_volume("scan.nii.gz", task="ct3d-parallel", views=90, span_deg=90,
-                                        prior="chest128_patch", size=32, steps=2, work_dir="work")
-    print(result.metrics)           # PSNR/SSIM of the FBP baseline and of DDS, per plane
+                                        prior="chest128_slab3", steps=50, work_dir="work")
+    print(result.metrics)           # PSNR/SSIM per plane of the FBP baseline and of DDS
     result.write("reconstruction")  # back in the file's units, orientation and format
 """
 
@@ -40,7 +38,7 @@ import zarr
 
 from padis3d.errors import PadisError
 from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
-from padis3d.sizes import MIN_SIDE, check_tile_fits
+from padis3d.limits import MIN_SIDE, check_tile_fits
 from padis3d.volume.runner import VolumeSettings
 from padis3d.volume.source import intensity_window, is_array, open_source
 from padis3d.volume.tasks import VolumeTask, volume_task, whole_volume_measurements
@@ -277,7 +275,7 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
                        lowres: Any = None, lowres_weight: float | str = "measured",
                        device: str | torch.device = "cpu", precision: str = "auto",
                        memory_budget: int | None = None, band: int = 16, work_dir: str | Path | None = None,
-                       restart: bool = False, identity: WorkIdentity | str | None = None,
+                       restart: bool = False, identity: WorkIdentity | str | Callable[[], WorkIdentity] | None = None,
                        work_created: bool = False, scheduler: Any = None, limit_heap: bool | None = None,
                        callback: Callback | None = None, **sampler: Any) -> Any:
     """Reconstruct a volume with a diffusion prior; returns a :class:`padis3d.volume.result.VolumeResult`.
@@ -301,7 +299,8 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
     in flight (None: unbounded); band: slices per chunk of work. work_dir: where the resumable state
     lives (None: a temporary folder, removed at the end, and numpy arrays in the result); ``restart``
     discards its progress; ``identity``: what owns the folder (:mod:`padis3d.volume.work`; a text is a
-    key; default: hashes of the input, prior and task); ``work_created``: the caller made the folder for
+    key; a callable without arguments is called once every check has passed, before the folder is
+    touched; default: hashes of the input, prior and task); ``work_created``: the caller made the folder for
     this run (a failed preparation removes it whole). scheduler: a dask scheduler name or
     ``distributed.Client``. limit_heap: keep freed memory from staying resident
     (:func:`padis3d.volume.pipeline.limit_heap_growth`; default: with a memory budget). callback: called
@@ -309,9 +308,9 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
     ``{"stage": "sample", "start", "n"}`` once, then ``{"stage": "sample", "i", "n", "sigma"}`` per level,
     and ``{"stage": "max_batch", "choice"}`` with ``max_batch="auto"``.
     """
-    from padis3d.volume.pipeline import limit_heap_growth, plan_rows, prep_bytes_per_row, release_free_memory
+    from padis3d.volume.pipeline import heap_limit_wanted, limit_heap_growth, plan_rows, release_free_memory
 
-    if limit_heap if limit_heap is not None else memory_budget is not None:
+    if heap_limit_wanted(limit_heap, memory_budget):
         limit_heap_growth()
     if tile is None:
         raise PadisError("--tile whole is for 2D tasks; a volume needs a patch or slab prior: use an int or 'auto'")
@@ -325,12 +324,7 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
     _check_whole_volume_budget(spec, shape, memory_budget)
     check_tile_fits(tile, shape)
     band = min(band, shape[0])  # a band of the whole volume is the most there is
-    from padis3d.metrics import metrics_band_bytes
-
-    rows = {"prepare": plan_rows(memory_budget, prep_bytes_per_row(src.shape[1:], size, tuple(
-                spec.slice_operator.out_shape)), band, band),
-            "metrics": max(1, plan_rows(memory_budget, metrics_band_bytes(size * size), band + 6) - 6),
-            "write": plan_rows(memory_budget, 16 * size * size, band, band)}
+    rows = band_rows(memory_budget, src.shape[1:], size, tuple(spec.slice_operator.out_shape), band)
     priors = _build_priors(prior, lowres, lowres_weight, shape, tile, max_batch, memory_budget, device, precision,
                            callback)
     tweedie = spec.name == "denoise" and denoiser == "tweedie"
@@ -344,12 +338,9 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
     temporary = tempfile.TemporaryDirectory(prefix="padis3d-volume-") if work_dir is None else None
     work = Path(temporary.name if temporary is not None else work_dir)
     try:
-        if identity is None:
-            identity = default_identity(src, priors, spec, rows["prepare"], {
-                "window": lo_hi, "tile": tile, "max_batch": max_batch, "device": str(device),
-                "lowres_weight": lowres_weight, "denoiser": denoiser})
-        elif isinstance(identity, str):
-            identity = KeyIdentity(identity)
+        identity = _owner(identity, lambda: default_identity(src, priors, spec, rows["prepare"], {
+            "window": lo_hi, "tile": tile, "max_batch": max_batch, "device": str(device),
+            "lowres_weight": lowres_weight, "denoiser": denoiser}))
         plan = {"shape": shape, "slices": (z0, z1), "window": lo_hi, "rows": rows}
         prep = _prepare(src, work, identity, restart, work_created, spec, plan, run_settings, callback)
         stages.mark("prepare")
@@ -376,6 +367,29 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
                         spec.noise, spec.geometry, run_settings, identity.to_json(), priors.info, done, prep.reused,
                         seconds, timings, overhead_mb, priors.model_mb, rows, stages,
                         None if temporary is not None else work)
+
+
+def band_rows(budget: int | None, in_plane: tuple[int, int], size: int, meas_shape: tuple[int, ...],
+              band: int) -> dict[str, int]:
+    """Slices per band of each streamed stage (``prepare``, ``metrics``, ``write``) so that a band's working
+    set fits ``budget`` bytes (``band`` when there is no budget): the memory plan of a run."""
+    from padis3d.metrics import metrics_band_bytes
+    from padis3d.volume.pipeline import plan_rows, prep_bytes_per_row
+
+    return {"prepare": plan_rows(budget, prep_bytes_per_row(in_plane, size, meas_shape), band, band),
+            "metrics": max(1, plan_rows(budget, metrics_band_bytes(size * size), band + 6) - 6),
+            "write": plan_rows(budget, 16 * size * size, band, band)}
+
+
+def _owner(identity: WorkIdentity | str | Callable[[], WorkIdentity] | None,
+           default: Callable[[], WorkIdentity]) -> WorkIdentity:
+    """The work folder's owner: as given, a text as a :class:`KeyIdentity`, a callable called now (after
+    every check, before the folder is touched), None: ``default()``."""
+    if identity is None:
+        return default()
+    if isinstance(identity, str):
+        return KeyIdentity(identity)
+    return identity() if callable(identity) else identity
 
 
 def _metrics(volumes: dict[str, Any], truth: Any, rows: int) -> dict[str, dict[str, float]]:

@@ -78,7 +78,7 @@ def test_cone_beam_without_cuda_fails_before_any_file(files, volume, tmp_path, c
 def test_cone_beam_task_runs_the_whole_volume_data_step(files, volume, tmp_path, monkeypatch):  # noqa: F811
     # A 3D operator on the whole volume stands in for astra's cone beam (CUDA only): the task's
     # plumbing (projections, CGLS baseline, whole-volume data step, resume, outputs) is what is tested.
-    from padis3d.cli import volume as volume_cli
+    from padis3d.volume import tasks as volume_tasks
     from padis3d.operators import ParallelBeam3D
 
     made = []
@@ -86,7 +86,7 @@ def test_cone_beam_task_runs_the_whole_volume_data_step(files, volume, tmp_path,
     def stand_in(shape, views, span):
         made.append((shape, views, span))
         return ParallelBeam3D(shape, views=views, span=span)
-    monkeypatch.setattr(volume_cli, "cone_operator", stand_in)
+    monkeypatch.setattr(volume_tasks, "cone_operator", stand_in)
     out = tmp_path / "cone"
     argv = ["--task", "ct3d-cone", "--views", "12", "--rho", "0.1", "--cg-iters", "20"]
     assert run(files, volume, out, *argv) == 0

@@ -18,7 +18,7 @@ from padis3d.io.volume_stream import open_volume, write_volume_bands
 from padis3d.metrics import volume_metrics, volume_metrics_banded
 from padis3d.priors.factory import volume_prior_from
 from padis3d.volume.runner import VolumeRun, VolumeSettings
-from padis3d.cli.volume import IdentitySlices
+from padis3d.volume.tasks import IdentitySlices
 from padis3d.volume.pipeline import NormalStream
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 

@@ -270,7 +270,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         return run_reconstruct_volume(args)
     from padis3d.image.reconstruct import reconstruct_image
-    from padis3d.solvers.reconstruct import ProgressBar
 
     settings = settings_from_args(args, args.sampler_option_default)  # --budget: the table
     check_run_options(args)
@@ -279,12 +278,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     preload_figures()  # the figure's library belongs to the start-up overhead
     noise = None if args.measured is not None else \
         (args.noise if args.noise is not None else default_noise(args.task))
-    with ProgressBar(settings.steps, f"{args.sampler} {args.task}" + " +adapt" * args.adapt,
-                     disable=args.no_progress) as bar:
+    bar = LazyProgress(settings.steps, f"{args.sampler} {args.task}" + " +adapt" * args.adapt, args.no_progress)
+    try:
         result = reconstruct_image(ref, **image_call(args), settings=settings, callback=bar,
                                    adapt=adapt_settings(args, noise) if args.adapt else None,
                                    on_adapt_step=bar.adapt_step,
                                    on_batch_choice=lambda choice: print(choice.summary(), flush=True))
+    finally:
+        bar.close()
     out = args.out
     adapter_path = result.adapter.save(out / ADAPTER_FILE) if result.adapter is not None else None
     image_path = result.write(out / "reconstruction", str(args.input))
@@ -303,6 +304,32 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(adapt_summary(report["adaptation"]))
     print(f"{result.seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
     return 0
+
+
+class LazyProgress:
+    """The sampler's levels (and adaptation steps) as a :class:`padis3d.solvers.reconstruct.ProgressBar`
+    opened at the first of them, so that an error before sampling (a missing prior) prints no bar."""
+
+    def __init__(self, levels: int, desc: str, disable: bool):
+        self.levels, self.desc, self.disable = levels, desc, disable
+        self.bar: Any = None
+
+    def _open(self) -> Any:
+        from padis3d.solvers.reconstruct import ProgressBar
+
+        if self.bar is None:
+            self.bar = ProgressBar(self.levels, self.desc, disable=self.disable)
+        return self.bar
+
+    def __call__(self, info: dict) -> None:
+        self._open()(info)
+
+    def adapt_step(self, step: Any) -> None:
+        self._open().adapt_step(step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__()
 
 
 def preload_figures() -> None:

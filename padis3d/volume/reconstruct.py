@@ -39,6 +39,7 @@ import zarr
 from padis3d.errors import PadisError
 from padis3d.memory import StagePeaks, model_mb, vm_rss_mb
 from padis3d.limits import MIN_SIDE, check_tile_fits
+from padis3d.volume.result import VolumeResult
 from padis3d.volume.runner import VolumeSettings
 from padis3d.volume.source import intensity_window, is_array, open_source
 from padis3d.volume.tasks import VolumeTask, volume_task, whole_volume_measurements
@@ -277,7 +278,7 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
                        memory_budget: int | None = None, band: int = 16, work_dir: str | Path | None = None,
                        restart: bool = False, identity: WorkIdentity | str | Callable[[], WorkIdentity] | None = None,
                        work_created: bool = False, scheduler: Any = None, limit_heap: bool | None = None,
-                       callback: Callback | None = None, **sampler: Any) -> Any:
+                       callback: Callback | None = None, **sampler: Any) -> VolumeResult:
     """Reconstruct a volume with a diffusion prior; returns a :class:`padis3d.volume.result.VolumeResult`.
 
     source: a NIfTI / zarr / DICOM-series / ``.npy`` path (read band by band in the canonical orientation;
@@ -361,8 +362,6 @@ def reconstruct_volume(source: str | Path | np.ndarray | Any, task: str | Any = 
     finally:
         if temporary is not None:
             temporary.cleanup()
-    from padis3d.volume.result import VolumeResult
-
     return VolumeResult(*arrays, spec.baseline_name, method, metrics, spec.name, src, shape, (z0, z1), lo_hi, zoom,
                         spec.noise, spec.geometry, run_settings, identity.to_json(), priors.info, done, prep.reused,
                         seconds, timings, overhead_mb, priors.model_mb, rows, stages,

@@ -2,7 +2,7 @@
 stated tolerances, its outputs are fp32 and finite, the weights stay fp32, fp16 is refused off
 CUDA, and training in bf16 learns as fp32 does.
 
-Tolerances (measured on this repository's CPU, see the README's Precision section): one
+Tolerances (measured on this repository's CPU, see docs/results/precision.rst): one
 evaluation of the shipped chest prior on 9 tiles of 48² differs by at most 5e-3 on the [0, 1]
 scale (asserted < 2e-2); a 5-level DDS reconstruction of a training slice by at most 3e-3 and
 0.01 dB PSNR (asserted < 2e-2 and 0.1 dB)."""

@@ -123,3 +123,10 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     assert result.shape == (12, 32, 32) and set(result.metrics) == {"FBP-Hann", "dds"}
     assert nib.load(tmp_path / "reconstruction.nii.gz").shape == (32, 32, 12)
     assert (tmp_path / "work" / "progress.json").exists()
+
+
+def test_readme_shows_the_example_the_tests_run():
+    """The README's "Python: a volume" block is docs/api/volume_example.py without its docstring."""
+    code = (ROOT / "docs" / "api" / "volume_example.py").read_text().split('"""', 2)[2].strip()
+    readme = (ROOT / "README.md").read_text()
+    assert f"```python\n{code}\n```" in readme

@@ -40,6 +40,20 @@ def run_subprocess(argv: list[str], timeout: float = 300) -> subprocess.Complete
                           timeout=timeout)
 
 
+def without_option(argv: list[str], flags: list[str] | tuple[str, ...]) -> list[str]:
+    """``argv`` without the options ``flags`` and the values that follow each."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in flags:
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def assert_clean_failure(rc: int, stderr: str, fragment: str, out: Path, command: str = "reconstruct") -> None:
     """Exit 2, one ``padis3d CMD: error: ...`` line containing ``fragment``, no traceback, and
     the output folder absent (it did not exist before the run)."""

@@ -13,7 +13,7 @@ import pytest
 
 from padis3d.cli.main import build_parser
 from tests.prior.prior_helpers import blob_images
-from tests.reliability.helpers import ct_volume, nifti_volume, run_cli
+from tests.reliability.helpers import ct_volume, nifti_volume, run_cli, without_option
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 
 NUMBERS = ["0", "-1", "nan", "inf", "-inf", "1e303", "99999999999999999999", "x", ""]
@@ -55,15 +55,7 @@ def hostile_values(action: argparse.Action) -> list[str]:
 def with_value(argv: list[str], action: argparse.Action, value: str) -> list[str]:
     """``argv`` with ``action``'s value(s) replaced by (or extended with) ``value``."""
     count = 2 if action.nargs == 2 else 1
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] in action.option_strings:
-            i += 1
-            while i < len(argv) and not argv[i].startswith("--"):
-                i += 1
-            continue
-        out.append(argv[i])
-        i += 1
+    out = without_option(argv, action.option_strings)
     return out + [f"{action.option_strings[0]}={value}"] if count == 1 else \
         out + [action.option_strings[0], *([value] * count)] if not value.startswith("-") else \
         out + [f"{action.option_strings[0]}={value}"]
@@ -88,19 +80,24 @@ def test_hostile_values_exit_0_or_one_line_2(inputs, tmp_path, monkeypatch, name
     action = next(a for a in value_options(command) if a.option_strings[0] == option)
     (tmp_path / "a_file").write_text("not an image, a prior or a folder")
     for value in hostile_values(action):
-        before = set(tmp_path.iterdir())
-        argv = [command, *with_value(base, action, value)]
-        rc, err = run_cli(argv)
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert "Traceback" not in err, (argv, err)
-        assert rc in (0, 2), (argv, rc, err)
-        if rc == 2:
-            assert len(lines) == 1 and lines[0].startswith(f"padis3d {command}: error: "), (argv, err)
-            assert set(tmp_path.iterdir()) == before, (argv, sorted(p.name for p in tmp_path.iterdir()))
-        for path in set(tmp_path.iterdir()) - before:  # a run that succeeded: start the next one afresh
-            import shutil
+        assert_exit_0_or_one_line_2(command, [command, *with_value(base, action, value)], tmp_path)
 
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+def assert_exit_0_or_one_line_2(command: str, argv: list[str], folder) -> None:
+    """``padis3d ARGV`` exits 0, or 2 with one line ``padis3d COMMAND: error: ...`` and nothing new in
+    ``folder``; never a traceback. What a run that succeeded wrote is removed for the next one."""
+    import shutil
+
+    before = set(folder.iterdir())
+    rc, err = run_cli(argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, (argv, err)
+    assert rc in (0, 2), (argv, rc, err)
+    if rc == 2:
+        assert len(lines) == 1 and lines[0].startswith(f"padis3d {command}: error: "), (argv, err)
+        assert set(folder.iterdir()) == before, (argv, sorted(p.name for p in folder.iterdir()))
+    for path in set(folder.iterdir()) - before:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def values_from_elsewhere(name: str, action: argparse.Action, root) -> list[list[str]]:
@@ -140,23 +137,11 @@ OTHER_CASES = [(name, opt) for name, opt in CASES
 def test_values_of_other_tasks_exit_0_or_one_line_2(inputs, tmp_path, monkeypatch, name, option):
     """Each option driven with the values another task or command gives it (issue 27): an option that does
     not apply is refused in one line, one that applies runs; never a traceback, nothing left behind."""
-    import shutil
-
     monkeypatch.chdir(tmp_path)
     command, base = bases(inputs)[name]
     action = next(a for a in value_options(command) if a.option_strings[0] == option)
     for values in values_from_elsewhere(name, action, inputs):
-        before = set(tmp_path.iterdir())
-        argv = [command, *with_values(base, action, values)]
-        rc, err = run_cli(argv)
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert "Traceback" not in err, (argv, err)
-        assert rc in (0, 2), (argv, rc, err)
-        if rc == 2:
-            assert len(lines) == 1 and lines[0].startswith(f"padis3d {command}: error: "), (argv, err)
-            assert set(tmp_path.iterdir()) == before, (argv, sorted(p.name for p in tmp_path.iterdir()))
-        for path in set(tmp_path.iterdir()) - before:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        assert_exit_0_or_one_line_2(command, [command, *with_values(base, action, values)], tmp_path)
 
 
 def test_values_from_elsewhere_include_other_tasks_and_choices(inputs):

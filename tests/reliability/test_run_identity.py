@@ -29,7 +29,7 @@ from padis3d.cli.options import nonempty_text, path_option
 from padis3d.priors.checkpoint import FORMAT_PRIOR, atomic_save
 from padis3d.priors.network import EDMDenoiser
 from tests.prior.prior_helpers import blob_images, perturbed, tiny_config
-from tests.reliability.helpers import ct_volume, nifti_volume, run_cli
+from tests.reliability.helpers import ct_volume, nifti_volume, run_cli, without_option
 from tests.reliability.test_every_option import TINY_NET, bases
 from tests.solvers.test_reconstruct_cli import files  # noqa: F401 - the tiny prior fixture
 
@@ -160,16 +160,7 @@ VOLUME_ALTERNATIVES: dict[str, list[str]] = {
 
 def with_option(argv: list[str], option: list[str]) -> list[str]:
     """``argv`` with ``option`` (its flag and values) replacing the same flag's values, if any."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] == option[0]:
-            i += 1
-            while i < len(argv) and not argv[i].startswith("--"):
-                i += 1
-            continue
-        out.append(argv[i])
-        i += 1
-    return out + option
+    return without_option(argv, [option[0]]) + option
 
 
 @pytest.fixture(scope="module")

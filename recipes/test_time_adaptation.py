@@ -40,6 +40,7 @@ other-kind images) from the stored results only.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -62,9 +63,7 @@ from padis3d.io.sample_data import TEST_SLICES, chest_ct_slices  # noqa: E402
 from padis3d.metrics import psnr, ssim  # noqa: E402
 from padis3d.priors.factory import patch_prior_from  # noqa: E402
 from padis3d.priors.patch import PatchPrior  # noqa: E402
-from padis3d.solvers.common import init_state  # noqa: E402
-from padis3d.solvers.dds import dds  # noqa: E402
-from padis3d.solvers.reconstruct import SamplerSettings  # noqa: E402
+from padis3d.solvers.reconstruct import SamplerSettings, reconstruct  # noqa: E402
 from recipes.paper2d import CONFIGS, PNP_SIGMA, SMOKE, Row as Paper2dRow, evaluate  # noqa: E402
 
 # One adaptation setting for every task and prior, chosen on chest TRAINING slice 90 (CT 20)
@@ -173,20 +172,51 @@ def adapt_settings(task: Task, smoke: bool) -> AdaptSettings:
 
 def run_dds(prior: PatchPrior, task: Task, y: torch.Tensor, settings: SamplerSettings,
             adapt: AdaptSettings | None) -> tuple[torch.Tensor, dict]:
-    """DDS as :func:`padis3d.solvers.reconstruct.reconstruct` runs it, with the adaptation hook when
-    ``adapt`` is given; returns the clamped estimate and the adaptation record."""
-    gen = torch.Generator().manual_seed(settings.seed)
-    x = init_state(prior, y.shape[:2], settings.sigma_max, generator=gen, dtype=y.dtype)
+    """DDS exactly as :func:`padis3d.solvers.reconstruct.reconstruct` (and so ``padis3d reconstruct``)
+    runs it: from the task's baseline re-noised at ``sigma_max`` when ``settings.init`` is
+    ``'baseline'``, with the adaptation hook when ``adapt`` is given; returns the clamped estimate
+    and the adaptation record, with the start the sampler actually used."""
     tta = TestTimeAdapter(prior, task.op, y, adapt) if adapt is not None else None
-    out = dds(tta.prior if tta else prior, x, settings.sigmas(), operator=task.op, y=y, rho=settings.rho,
-              cg_iters=settings.cg_iters, eta=settings.eta, generator=gen, adapt=tta)
-    info: dict = {}
+    baseline = task.baseline(y) if settings.init == "baseline" else None
+    out = reconstruct(prior, task.op, y, settings, baseline=baseline, adapt=tta)
+    info: dict = {"started_from": "baseline" if baseline is not None else "noise"}
     if tta is not None:
         h = tta.history
-        info = {"adapt_steps": len(h), "adapt_levels": sorted({s.level for s in h}), "stopped": tta.stopped,
-                "loss_first": h[0].loss if h else None, "loss_last": h[-1].loss if h else None,
-                "trainable": tta.adapter.trainable_count()}
+        info |= {"adapt_steps": len(h), "adapt_levels": sorted({s.level for s in h}), "stopped": tta.stopped,
+                 "loss_first": h[0].loss if h else None, "loss_last": h[-1].loss if h else None,
+                 "trainable": tta.adapter.trainable_count()}
     return out.clamp(0, 1), info
+
+
+RECORD_VERSION = 2
+"""Records of version 2 ran DDS from where their settings say (``started_from``). Until then
+``run_dds`` started every DDS row from pure noise at ``sigma_max`` while recording
+``init='baseline'``: those records are stale, kept in the .jsonl but neither reused nor reported."""
+
+
+def is_current(record: dict) -> bool:
+    """A record that may be reused and reported: any non-diffusion row, or a DDS row of this version
+    made with today's sampler and adaptation settings (a rerun never re-reports a result made with
+    other settings)."""
+    row = ROW_BY_LABEL[record["row"]]
+    if row.method != "dds":
+        return True
+    if record.get("version") != RECORD_VERSION:
+        return False
+    sampler = sampler_settings(record["task"], record["smoke"], record["sampler"]["seed"]).to_dict()
+    adapt = _adapt_dict(record["task"], record["size"], record["smoke"]) if row.adapt else None
+    return json.loads(json.dumps(sampler)) == record["sampler"] and json.loads(json.dumps(adapt)) == record["adapt"]
+
+
+@functools.lru_cache(maxsize=None)
+def _adapt_dict(task: str, size: int, smoke: bool) -> dict:
+    return asdict(adapt_settings(make_task(task, size), smoke))
+
+
+def current_results(results: list[dict]) -> list[dict]:
+    """The current records, the last one per (row, task, image)."""
+    latest = {(r["row"], r["task"], r["image"]): r for r in results if r["row"] in ROW_BY_LABEL and is_current(r)}
+    return list(latest.values())
 
 
 def evaluate_row(row: Row, task: Task, x: torch.Tensor, y: torch.Tensor, prior: LoadedPrior | None,
@@ -235,7 +265,7 @@ def run(args: argparse.Namespace) -> None:
     """Compute every pending (row, task, image) of the plan, appending one line each to ``OUT.jsonl``."""
     torch.set_num_threads(args.threads)
     jsonl, cache = args.out.with_suffix(".jsonl"), args.out.parent / f"{args.out.name}_images.npz"
-    done = {(r["row"], r["task"], r["image"]) for r in read_results(jsonl)}
+    done = {(r["row"], r["task"], r["image"]) for r in current_results(read_results(jsonl))}
     pending = [(row, t, k) for row, t, k in plan(args) if (row.label, t, k) not in done]
     priors: dict[str, LoadedPrior | None] = {}
     paths = SMOKE_PRIORS if args.smoke else PRIORS | args.prior_paths
@@ -259,6 +289,7 @@ def run(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - t0
         record = {"row": row.label, "task": task_name, "image": image, "psnr": psnr(rec, x), "ssim": ssim(rec[0, 0], x[0, 0]),
                   "seconds": round(seconds, 2), "size": args.size, "smoke": args.smoke, "noise_seed": seed,
+                  "version": RECORD_VERSION,
                   "prior": None if prior is None else {"file": prior.file, "steps": prior.steps,
                                                        "cpu_hours": prior.cpu_hours}, **extra}
         if task_name == FIGURE_TASK:
@@ -361,15 +392,16 @@ def prior_lines(results: list[dict]) -> list[str]:
 
 def report(args: argparse.Namespace) -> str:
     """``OUT.md`` and ``OUT.png`` from the stored results."""
-    results = [r for r in read_results(args.out.with_suffix(".jsonl")) if r["smoke"] == args.smoke]
+    results = [r for r in current_results(read_results(args.out.with_suffix(".jsonl"))) if r["smoke"] == args.smoke]
     chest_images = [str(k) for k in args.slices]
     chest, other = cell_means(results, chest_images), cell_means(results, list(args.images))
     ellipse_pairs = [("patches+SS", "patches"), ("whole+SS", "whole image"), ("chest patches+SS", "chest patches")]
     lines = [f"# Test-time adaptation at CPU scale (issue 15): `recipes/test_time_adaptation.py`", "",
              f"PSNR dB / SSIM, mean over the images; s = seconds per image (one thread, wall time, on a shared "
              f"machine: compare seconds only within a column). DDS "
-             f"(`SamplerSettings.for_task(task, 'dds')`, {sampler_settings('ct20', args.smoke, 0).steps} levels) "
-             f"for every diffusion row; adaptation `{adapt_settings(make_task('ct20', args.size), args.smoke)}` "
+             f"(`SamplerSettings.for_task(task, 'dds')`, {sampler_settings('ct20', args.smoke, 0).steps} levels "
+             f"from the task's baseline re-noised at σ = {sampler_settings('ct20', args.smoke, 0).sigma_max:g}, as "
+             f"`padis3d reconstruct` runs it) for every diffusion row; adaptation `{adapt_settings(make_task('ct20', args.size), args.smoke)}` "
              f"(deblur / SR: `noise_sigma` = 0.01, the discrepancy stop).", "",
              f"## Chest CT test slices {', '.join(chest_images)} at {args.size}² (priors pre-trained on ellipses "
              f"unless 'chest')", "", *table(chest, list(TASKS), len(chest_images)), "",

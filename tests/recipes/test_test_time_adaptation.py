@@ -53,6 +53,19 @@ def test_smoke_rows_resume_baseline_and_report(tmp_path, capsys):
     added = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()[len(lines):]]
     assert [(r["row"], r["image"]) for r in added] == [("ADMM-TV", "115")]
 
+    # DDS starts where its settings say: the task's baseline re-noised, as padis3d reconstruct does
+    dds_row = next(r for r in rows if r["row"] == "patches+SS")
+    assert dds_row["sampler"]["init"] == "baseline" and dds_row["started_from"] == "baseline"
+    assert dds_row["version"] == recipe.RECORD_VERSION
+    # a DDS record made before the start was honoured is stale: recomputed, never reused or reported
+    stale = {**dds_row, "psnr": -1.0, "version": None, "started_from": None}
+    with out.with_suffix(".jsonl").open("a") as f:
+        f.write(json.dumps(stale) + "\n")
+    assert recipe.current_results([dds_row, stale]) == [dds_row]
+    assert recipe.current_results([stale]) == []
+    other_adaptation = {**dds_row, "adapt": {**dds_row["adapt"], "lr": 1.0}}  # made with other settings
+    assert recipe.current_results([other_adaptation]) == []
+
     capsys.readouterr()
     assert recipe.main(["--smoke", "--report", "--out", str(out)]) == 0
     md = out.with_suffix(".md").read_text()

@@ -6,7 +6,7 @@ the 1-minute load average before and after and the PSNR (threads must not change
 medians and the ratios against one thread, with the core count and torch's default thread count.
 Run by hand (numbers are printed, never asserted):
 
-    python benchmarks/threads.py --runs 2 --demo --note "what else runs" --out benchmarks/results/threads.txt
+    python benchmarks/threads.py --runs 2 --demo [--demo-runs 1] --note "..." --out benchmarks/results/threads.txt
 
 ``reconstruct`` gets ``--threads N`` (default variant: no ``--threads``); the demo has no such option
 and gets ``OMP_NUM_THREADS=N`` (default variant: the variable removed). ``OMP_NUM_THREADS`` is removed
@@ -100,16 +100,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=2, help="runs per variant (default 2)")
     p.add_argument("--demo", action="store_true", help="also time 'padis3d demo --slices 115'")
+    p.add_argument("--demo-runs", type=int, default=None, help="runs per variant of the demo (default: --runs)")
     p.add_argument("--note", default="", help="what else runs on the machine, printed in the header")
     p.add_argument("--out", type=Path, default=None, help="also write the output to this file")
     args = p.parse_args()
-    buffer = io.StringIO()
+    saved = args.out.open("w") if args.out else None
 
     class Tee(io.TextIOBase):
+        """stdout and, line by line, ``--out`` (a stopped run keeps what it measured)."""
+
         def write(self, s: str) -> int:
-            sys.__stdout__.write(s)
-            sys.__stdout__.flush()
-            return buffer.write(s)
+            for stream in (sys.__stdout__, saved):
+                if stream is not None:
+                    stream.write(s)
+                    stream.flush()
+            return len(s)
 
     with redirect_stdout(Tee()):
         load = os.getloadavg()
@@ -119,10 +124,11 @@ def main() -> None:
         if args.note:
             print(f"# machine: {args.note}")
         with tempfile.TemporaryDirectory() as tmp:
-            for job in ("reconstruct", "demo") if args.demo else ("reconstruct",):
-                run_job(job, args.runs, Path(tmp))
-    if args.out:
-        args.out.write_text(buffer.getvalue())
+            run_job("reconstruct", args.runs, Path(tmp))
+            if args.demo:
+                run_job("demo", args.demo_runs or args.runs, Path(tmp))
+    if saved is not None:
+        saved.close()
 
 
 if __name__ == "__main__":

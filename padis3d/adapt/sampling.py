@@ -21,6 +21,17 @@ Over-fitting guard (DIP-like adaptation fits the noise): at each step the residu
 not taken and adaptation stops for good (the discrepancy principle). Independently, a
 level's steps stop early when ``L`` has not fallen by a relative ``min_decrease`` for
 ``patience`` steps. Every step is recorded in ``history``.
+
+Self-validation (``validate``, the default; :mod:`padis3d.adapt.validation`, issue 28): a seeded
+fraction ``holdout`` of the measurements (CT: whole views) is held out; the adaptation loss sees
+only the rest, while the sampler's own data steps keep using all of ``y``. Each scheduled level is
+a round: after its steps the held-out loss of the estimate decides, at that level's state, between
+the un-adapted prior, the adapter before the round and the adapter after it; the lower adapter is
+kept if it beats the un-adapted prior by the relative margin ``val_margin``, else the un-adapted
+start (a worse round is rolled back, Adam's state with it), and ``val_patience`` rounds in a row without
+a better new adapter stop adaptation. When the adapter kept does not beat the un-adapted prior at
+the end, the run's result is the un-adapted one (:meth:`TestTimeAdapter.result_stands`: sampled
+again when an adapted level had been used). Works without a noise level.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import torch
 from padis3d.adapt.adapters import (Adapter, AdaptedDenoiser, base_module, load_adapter, read_adapter_file,
                                     save_adapter)
 from padis3d.adapt.loss import SelfSupervisedLoss, check_adaptable, full_graph_loss_grad, streamed_loss_grad
+from padis3d.adapt.validation import HeldOutLoss, Validation, ValidationRound, split_measurements
 from padis3d.errors import PadisError
 from padis3d.priors.patch import PatchPrior
 
@@ -57,7 +69,11 @@ class AdaptSettings:
     with a larger σ (None: none skipped). cg_iters, rho, tv: the loss
     (:class:`padis3d.adapt.loss.SelfSupervisedLoss`). noise_sigma: measurement noise
     std (None: no discrepancy stop); tau: discrepancy factor. patience, min_decrease: the
-    plateau stop. seed: adapter initialisation and the adaptation's own grid shifts.
+    plateau stop. seed: adapter initialisation, the adaptation's own grid shifts and the held-out
+    split. validate: hold out ``holdout`` of the measurements (a fraction in (0, 1); CT: of the
+    views) and validate every round on them, stopping after ``val_patience`` rounds without a better
+    adapter; an adapter is kept only while its held-out loss is below ``1 - val_margin`` times the
+    un-adapted prior's (module docstring).
     """
 
     mode: str = "lora"
@@ -78,6 +94,10 @@ class AdaptSettings:
     patience: int = 3
     min_decrease: float = 1e-3
     seed: int = 0
+    validate: bool = False
+    holdout: float = 0.15
+    val_patience: int = 2
+    val_margin: float = 0.01
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.steps < 1 or self.first < 0 or self.every < 1 or self.tau <= 0 \
@@ -88,6 +108,9 @@ class AdaptSettings:
             raise PadisError(f"max_sigma must be > 0, got {self.max_sigma}")
         if self.noise_sigma is not None and self.noise_sigma < 0:
             raise PadisError(f"noise_sigma must be >= 0, got {self.noise_sigma}")
+        if not 0 < self.holdout < 1 or self.val_patience < 1 or not 0 <= self.val_margin < 1:
+            raise PadisError(f"need 0 < holdout < 1, val_patience >= 1 and 0 <= val_margin < 1, got {self.holdout}, "
+                             f"{self.val_patience}, {self.val_margin}")
 
     def scheduled(self, i: int, sigma: float | None = None) -> bool:
         """Whether level ``i`` (noise ``sigma``) adapts."""
@@ -139,25 +162,93 @@ class TestTimeAdapter:
     def __post_init__(self) -> None:
         s = self.settings
         model = base_module(self.base.denoiser)
-        if self.adapter is None:
+        fresh = self.adapter is None
+        if fresh:
             self.adapter = Adapter(model, s.mode, s.rank, s.alpha, s.layers, seed=s.seed)
         self.prior = adapted_prior(self.base, self.adapter)
-        self.loss = SelfSupervisedLoss(self.operator, self.y, s.cg_iters, s.rho, s.tv)
+        # the prior before this run's adaptation: what "un-adapted" means (a loaded adapter's state)
+        self.unadapted_prior = self.base if fresh else adapted_prior(self.base, copy.deepcopy(self.adapter))
         self.params = list(self.adapter.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=s.lr)
         self.generator = torch.Generator().manual_seed(s.seed)
         self.history: list[AdaptStep] = []
-        self.stopped: str | None = None  # "discrepancy" once the residual reached the noise level
-        self.seconds = 0.0  # time spent adapting (wall clock)
+        self.stopped: str | None = None  # "discrepancy" (noise level reached) or "validation" (patience)
+        self.seconds = 0.0  # time spent adapting (wall clock), validation included
         # without a batch or memory limit one graph over all tiles is cheaper (no separate pass for D)
         self._loss_grad = streamed_loss_grad if self.base.streamed_vjp else full_graph_loss_grad
-        m = self.y.numel()
+        self.validation: Validation | None = None
+        operator, y, m = self.operator, self.y, self.y.numel()
+        if s.validate:
+            split = split_measurements(self.operator, s.holdout, s.seed)
+            self.validation = Validation(split, HeldOutLoss(self.operator, self.y, split, s.cg_iters, s.rho),
+                                         s.val_patience)
+            self._val_generator = torch.Generator().manual_seed(s.seed + 1)
+            self._start = self._snapshot()
+            operator, y = split.kept_operator(self.operator), self.y * split.keep.to(self.y.device, self.y.dtype)
+            m = m * (split.units - split.held_units) // split.units
+        self.loss = SelfSupervisedLoss(operator, y, s.cg_iters, s.rho, s.tv)
         self.discrepancy = None if s.noise_sigma is None else s.tau * math.sqrt(m) * s.noise_sigma
 
     def __call__(self, i: int, n: int, sigma: float, x: torch.Tensor) -> None:
         """Sampler hook: adapt at level ``i`` of ``n`` (state ``x`` at noise ``sigma``) when scheduled."""
         if self.stopped is None and self.settings.scheduled(i, sigma):
-            self.adapt(x, sigma, level=i)
+            if self.validation is None:
+                self.adapt(x, sigma, level=i)
+            else:
+                self._validated_round(x, sigma, i)
+
+    def _validated_round(self, x: torch.Tensor, sigma: float, level: int) -> None:
+        """Adapt at ``level``, then keep the lowest held-out loss of (un-adapted, before, after)."""
+        v = self.validation
+        t0 = time.perf_counter()
+        shift = self.prior.grid.random_shift(self._val_generator)
+        unadapted = v.loss(self.unadapted_prior, x, sigma, shift)
+        before = unadapted if v.current is None else v.loss(self.prior, x, sigma, shift)
+        snapshot = self._snapshot()
+        spent = time.perf_counter() - t0
+        self.seconds += spent
+        v.seconds += spent
+        steps = self.adapt(x, sigma, level=level)
+        t0 = time.perf_counter()
+        after = v.loss(self.prior, x, sigma, shift)
+        adapted = min(after, before) if v.current is not None else after
+        if adapted >= (1 - self.settings.val_margin) * unadapted:
+            kept = "unadapted"
+            self._restore(self._start)
+        elif after <= adapted:
+            kept = "after"
+        else:
+            kept = "before"
+            self._restore(snapshot)
+        stop = v.record(ValidationRound(level, float(sigma), sum(s.taken for s in steps), unadapted, before, after,
+                                        kept))
+        if stop and self.stopped is None:
+            self.stopped = stop
+        spent = time.perf_counter() - t0
+        self.seconds += spent
+        v.seconds += spent
+
+    def _snapshot(self) -> tuple[list[torch.Tensor], dict]:
+        return [p.detach().clone() for p in self.params], copy.deepcopy(self.optimizer.state_dict())
+
+    def _restore(self, snapshot: tuple[list[torch.Tensor], dict]) -> None:
+        values, state = snapshot
+        with torch.no_grad():
+            for p, value in zip(self.params, values):
+                p.copy_(value)
+        self.optimizer.load_state_dict(copy.deepcopy(state))
+
+    def result_stands(self) -> bool:
+        """Called once sampling ended: whether its result is the run's. False when validation decided
+        for the un-adapted prior after some level was denoised adapted: sample again with
+        ``unadapted_prior`` and no adaptation (the adapter is then reset to its start, so the saved
+        adapter is what the returned result used)."""
+        v = self.validation
+        if v is None or v.adapted:
+            return True
+        self._restore(self._start)
+        v.resampled = v.resample
+        return not v.resampled
 
     def adapt(self, x: torch.Tensor, sigma: float, level: int = -1, steps: int | None = None) -> list[AdaptStep]:
         """Up to ``steps`` (default ``settings.steps``) Adam steps on ``L`` at state ``x``; returns them."""
@@ -205,7 +296,8 @@ class TestTimeAdapter:
         """Write the adapter (small file; the base checkpoint is untouched) with the settings and history."""
         return save_adapter(self.adapter, self.base.denoiser, path,
                             extra={"settings": asdict(self.settings), "stopped": self.stopped,
-                                   "history": [asdict(h) for h in self.history]})
+                                   "history": [asdict(h) for h in self.history],
+                                   **({"validation": self.validation.to_report()} if self.validation else {})})
 
     @classmethod
     def from_file(cls, path: str | Path, base: PatchPrior, operator: Any, y: torch.Tensor,

@@ -17,7 +17,8 @@ ADAPTER_FILE = "adapter.pt"
 """The adapted weights' file next to the result (the base checkpoint is never modified)."""
 # option -> AdaptSettings field (every option defaults to None: "not given", the settings' default applies)
 OPTIONS = {"mode": "mode", "rank": "rank", "lr": "lr", "steps": "steps", "first": "first", "every": "every",
-           "max_sigma": "max_sigma", "cg_iters": "cg_iters", "tv": "tv", "noise": "noise_sigma", "tau": "tau"}
+           "max_sigma": "max_sigma", "cg_iters": "cg_iters", "tv": "tv", "noise": "noise_sigma", "tau": "tau",
+           "validate": "validate", "holdout": "holdout", "val_patience": "val_patience", "val_margin": "val_margin"}
 
 
 def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +46,17 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
       help="measurement noise std for the discrepancy stop (stop adapting once ||A x - y|| <= tau sqrt(m) noise; "
            "default: the simulated --noise; with --measured: no stop unless given)")
     a("--adapt-tau", type=positive_float(1e3), default=None, help=f"discrepancy factor tau (default: {d.tau:g})")
+    a("--adapt-validate", action=argparse.BooleanOptionalAction, default=None,
+      help="hold out part of the measurements (CT: views; else pixels), adapt on the rest, keep the adapter with "
+           "the lowest held-out loss and return the un-adapted result when no adapter beats it there "
+           f"(default: {'on' if d.validate else 'off'})")
+    a("--adapt-holdout", type=positive_float(0.9), default=None,
+      help=f"fraction of the measurements held out for validation (default: {d.holdout:g})")
+    a("--adapt-val-patience", type=int_range(1, 10**6), default=None,
+      help=f"stop adapting after this many rounds without a better held-out loss (default: {d.val_patience})")
+    a("--adapt-val-margin", type=nonneg_float(0.9), default=None,
+      help="keep an adapter only while its held-out loss is below (1 - this) times the un-adapted prior's "
+           f"(default: {d.val_margin:g})")
     a("--adapter", type=path_option, default=None, help="start from a saved adapter file (a previous run's "
       f"{ADAPTER_FILE}) instead of a fresh one; its settings apply unless --adapt-* options are given")
 
@@ -100,7 +112,8 @@ def adapt_report(tta: Any, adapter_path: Path | None, started_from: Path | None)
             "adapted_levels": levels, "steps_taken": sum(h.taken for h in history),
             "first_loss": history[0].loss if history else None, "last_loss": history[-1].loss if history else None,
             "stopped": tta.stopped, "seconds": tta.seconds, "started_from": str(started_from) if started_from else None,
-            "adapter": adapter_path.name if adapter_path else None}
+            "adapter": adapter_path.name if adapter_path else None,
+            "validation": tta.validation.to_report() if tta.validation is not None else None}
 
 
 def adapt_summary(a: dict[str, Any]) -> str:
@@ -108,5 +121,10 @@ def adapt_summary(a: dict[str, Any]) -> str:
     if a["first_loss"] is None:
         return "adaptation: no level was scheduled (check --adapt-first / --adapt-every / --adapt-max-sigma)"
     stop = f", stopped: {a['stopped']}" if a["stopped"] else ""
-    return (f"adaptation: {a['steps_taken']} Adam steps at {len(a['adapted_levels'])} levels, {a['seconds']:.1f} s, "
+    line = (f"adaptation: {a['steps_taken']} Adam steps at {len(a['adapted_levels'])} levels, {a['seconds']:.1f} s, "
             f"loss {a['first_loss']:.4g} -> {a['last_loss']:.4g}{stop}")
+    if a.get("validation"):
+        from padis3d.adapt.validation import summary_line
+
+        line += "\n" + summary_line(a["validation"])
+    return line

@@ -22,7 +22,8 @@ ALL = TWO_D + VOLUME
 GROUP_NAMES = {TWO_D: "the 2D tasks", VOLUME: "the volume tasks", CT: "the CT tasks"}
 
 _ADAPT = ("adapt", "adapt_mode", "adapt_rank", "adapt_lr", "adapt_steps", "adapt_first", "adapt_every",
-          "adapt_max_sigma", "adapt_cg_iters", "adapt_tv", "adapt_noise", "adapt_tau", "adapter")
+          "adapt_max_sigma", "adapt_cg_iters", "adapt_tv", "adapt_noise", "adapt_tau", "adapt_validate",
+          "adapt_holdout", "adapt_val_patience", "adapt_val_margin", "adapter")
 
 APPLIES: dict[str, tuple[str, ...]] = {
     # prior, sampler and resources
@@ -35,7 +36,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "size": ALL, "measured": TWO_D, "views": CT, "span_deg": CT, "noise": ALL, "kernel": ("deblur",),
     "factor": ("sr",), "sr_mode": ("sr",),
     # 2D sampler settings (the volume runner takes DDS's first-order steps from noise)
-    "zeta": TWO_D, "epsilon": TWO_D, "init": TWO_D, "eta": ALL, "rho": ALL, "cg_iters": ALL, "order": TWO_D,
+    "zeta": TWO_D, "epsilon": TWO_D, "init": TWO_D, "eta": ALL, "rho": ALL, "cg_iters": ALL, "order": TWO_D, "tv": TWO_D,
     # volumes
     "slices": VOLUME, "denoiser": ("denoise",), "lowres": VOLUME, "lowres_weight": VOLUME, "band": VOLUME,
     "work_dir": VOLUME, "restart": VOLUME, "scheduler": VOLUME,

@@ -17,7 +17,7 @@ BUDGETS = ("cpu", "paper")
 
 USED_BY = {  # which samplers read a field (padis3d.solvers.reconstruct's per-sampler options)
     "inner": ("padis", "langevin", "pc", "ddnm"), "zeta": ("padis", "langevin", "pc"),
-    "epsilon": ("padis", "langevin", "ddnm"), "eta": ("dds",), "rho": ("dds",), "cg_iters": ("ddnm", "dds"),
+    "epsilon": ("padis", "langevin", "ddnm"), "eta": ("dds",), "rho": ("dds",), "cg_iters": ("ddnm", "dds"), "tv": ("dds",),
 }
 TASK_WORDS = {"ct20": "CT", "ct8": "CT with 8 views or fewer", "deblur": "deblur", "sr4": "sr"}
 

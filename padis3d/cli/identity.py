@@ -81,7 +81,8 @@ SAMPLER = ("checkpoint", "tile", "sampler", "steps", "inner", "sigma_max", "sigm
            "step_rule", "step_size", "seed", "device", "precision", "max_batch", "memory_budget_mb")
 SAMPLER_NEUTRAL = {"out": OUT, "no_progress": PROGRESS, "threads": THREADS}
 ADAPT = ("adapt", "adapt_mode", "adapt_rank", "adapt_lr", "adapt_steps", "adapt_first", "adapt_every",
-         "adapt_max_sigma", "adapt_cg_iters", "adapt_tv", "adapt_noise", "adapt_tau", "adapter")
+         "adapt_max_sigma", "adapt_cg_iters", "adapt_tv", "adapt_noise", "adapt_tau", "adapt_validate",
+         "adapt_holdout", "adapt_val_patience", "adapt_val_margin", "adapter")
 
 DECLARATIONS: dict[str, Declaration] = {
     "info": Declaration(identity=(), neutral={}),
@@ -90,7 +91,7 @@ DECLARATIONS: dict[str, Declaration] = {
         identity=(*SAMPLER, "task", "input", "slice", "axis", "orientation", "series", "window", "size", "measured",
                   "views", "span_deg",
                   "noise", "kernel", "factor", "sr_mode", "zeta", "epsilon", "init", "eta", "rho", "cg_iters",
-                  "order", "slices", "denoiser", "lowres", "lowres_weight", "band", *ADAPT),
+                  "order", "tv", "slices", "denoiser", "lowres", "lowres_weight", "band", *ADAPT),
         neutral={**SAMPLER_NEUTRAL,
                  "work_dir": "where a volume run keeps its resumable state",
                  "restart": "discards a work folder's progress and prepared arrays: the run is computed afresh",

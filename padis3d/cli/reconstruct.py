@@ -72,7 +72,11 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
       "'auto': time the loaded network on 1, 2, 4, ... tiles up to one evaluation's (within the memory budget) "
       "and take the most tiles per second, recorded in report.json (default: all tiles of an evaluation)")
     a("--memory-budget-mb", type=positive_float(MAX_BUDGET_MB), default=None, help="bytes of tiles in flight, in MiB")
-    a("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads (default: torch's choice)")
+    # One thread by default: on the 2-core machines the README targets, shared (CI, other jobs), torch's
+    # default (one per core) made a 2D reconstruct 3.8x slower and the demo 4.6x (benchmarks/threads.py,
+    # benchmarks/results/threads.txt); the volume bands already run in parallel on dask threads.
+    a("--threads", type=int_range(1, 1024), default=1,
+      help="torch CPU threads (default: %(default)s; more can pay only on an idle machine with more cores)")
     a("--out", type=path_option, required=True, help="output folder")
     a("--no-progress", action="store_true")
 
@@ -133,6 +137,9 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--rho", type=nonneg_float(), default=1.0, help=sampler_help("DDS data-consistency weight ρ", "rho"))
     a("--cg-iters", type=int_range(0, 100_000), default=5,
       help=sampler_help("conjugate-gradient steps of the DDS data step and of ddnm's least squares", "cg_iters"))
+    a("--tv", type=nonneg_float(1e6), default=0.0,
+      help=sampler_help("DDS: weight λ of an isotropic TV term in the data step, min ½||Ax - y||² + ρ/2||x - D||² "
+                        "+ λ TV(x), solved by 3 ADMM rounds of --cg-iters CG steps (0: the plain CG step)", "tv"))
     a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
       "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
@@ -205,7 +212,7 @@ def comparison_figure(path: Path, panels: list[tuple[str, np.ndarray]], truth: n
 
 # -- sampler settings from the options (the defaults table, padis3d/solvers/defaults.py) ------
 CLI_FIELDS = ("steps", "inner", "sigma_max", "sigma_min", "schedule", "step_rule", "step_size", "zeta", "epsilon",
-              "eta", "rho", "cg_iters", "init", "order")
+              "eta", "rho", "cg_iters", "init", "order", "tv")
 
 
 cli_task = table_task  # the table's task for a ``padis3d reconstruct --task`` (padis3d.image.tasks)
@@ -241,6 +248,8 @@ def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
         raise PadisError(f"--lowres (the two-scale prior) is for the volume tasks {', '.join(VOLUME_TASKS)}, "
                          f"got --task {args.task}")
     check_applicable(args, args.sampler_option_default)  # an option the task would ignore: refused
+    if args.tv > 0 and args.sampler != "dds":
+        raise PadisError(f"--tv is the TV weight of DDS's data step: give --sampler dds (got --sampler {args.sampler})")
     check_plan(args)
     check_prior_kind(args.checkpoint, args.task)  # a slab or cube prior on a 2D task, ...: before any data
     inputs = plan_inputs(args)  # every file input of reconstruct's declaration (padis3d.cli.identity)

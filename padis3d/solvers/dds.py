@@ -13,9 +13,12 @@ Alg. 1 and DPM-Solver-2) takes the first-order step to ``x̃`` (same noise ``z``
 estimates ``D̃, D̃'`` at ``(x̃, σ_{i+1})`` and redoes the step with the means ``(D + D̃)/2`` and
 ``(D' + D̃')/2`` in place of ``D`` and ``D'``. Cost: two evaluations per level, one at the last (``2n - 1`` in all).
 
-Volumes can add TV along z to the data step (``tv_z = λ > 0``, DiffusionBlend's option):
-``min ½||A x - y||² + ½ρ||x - x0||² + λ ||∂_z x||₁`` by ADMM on ``v = ∂_z x`` (penalty ``ρ``),
-each x-update a few warm-started CG steps on ``(AᵀA + ρI + ρ∂_zᵀ∂_z) x = Aᵀy + ρx0 + ρ∂_zᵀ(v - u)``.
+TV in the data step (issue 28 §4, :mod:`padis3d.solvers.tv_data_step`, equation (TV-DC)):
+``min ½||A x - y||² + ½ρ||x - x0||² + λ TV(x)`` by a few ADMM rounds on ``v = ∇x``, each x-update a few
+warm-started CG steps on ``(AᵀA + ρI + β∇ᵀ∇) x = Aᵀy + ρx0 + β∇ᵀ(v - u)``. ``tv = λ > 0``: isotropic
+in-plane TV (images; volumes slice by slice); ``tv_z = λ > 0`` (volumes, DiffusionBlend's option):
+``λ ||∂_z x||₁`` with β = ρ; both: the weighted 3D TV ``tv Σ sqrt((tv_z/tv)² ∂_z² + ∂_y² + ∂_x²)``.
+``tv = tv_z = 0`` (the default) runs the plain CG step exactly as before.
 
 Test-time adaptation (issue 15): ``adapt(i, n, σ_i, x)`` is called before each level's
 denoising, e.g. a :class:`padis3d.adapt.TestTimeAdapter` whose ``.prior`` is the ``prior``
@@ -31,9 +34,9 @@ from typing import Any
 import torch
 
 from padis3d.baselines.cg import conjugate_gradient
-from padis3d.baselines.tv import gradient, gradient_adjoint
 from padis3d.errors import PadisError
 from padis3d.solvers.common import Callback, StatePrior, batch_norm, check_problem, noise_like, report
+from padis3d.solvers.tv_data_step import data_consistency_tv, in_plane_weights
 
 
 def data_consistency(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho: float, iters: int) -> torch.Tensor:
@@ -45,25 +48,26 @@ def data_consistency(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho: floa
 def data_consistency_tv_z(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho: float, iters: int, tv_z: float,
                           admm_iters: int = 3) -> torch.Tensor:
     """The data step with TV along z (axis 2 of ``(B, C, D, H, W)``): ``admm_iters`` ADMM rounds of
-    ``iters`` CG steps each, from ``x0``."""
+    ``iters`` CG steps each, from ``x0``, penalty ``ρ`` and ``v = ∂_z x0`` at the start (the choices of
+    DiffusionBlend's option; :func:`padis3d.solvers.tv_data_step.data_consistency_tv` with weights ``(1,)``)."""
     if x0.ndim != 5:
         raise PadisError(f"TV along z needs volumes (B, C, D, H, W), got shape {tuple(x0.shape)}")
-    def dz(v: torch.Tensor) -> torch.Tensor:  # forward differences along z (weights: z only)
-        return gradient(v, [1.0])[:, :, 0]
+    return data_consistency_tv(operator, y, x0, rho, iters, tv_z, [1.0], admm_iters, penalty=rho, shrink_start=False)
 
-    def dzt(q: torch.Tensor) -> torch.Tensor:
-        return gradient_adjoint(q[:, :, None], [1.0])
 
-    rhs0 = operator.adjoint(y) + rho * x0
-    x, u = x0, torch.zeros_like(x0)
-    v = dz(x)
-    for _ in range(admm_iters):
-        x = conjugate_gradient(lambda t: operator.adjoint(operator(t)) + rho * (t + dzt(dz(t))),
-                               rhs0 + rho * dzt(v - u), x0=x, iters=iters)
-        g = dz(x) + u
-        v = g.sign() * (g.abs() - tv_z / rho).clamp_min(0)
-        u = g - v
-    return x
+def data_step(operator: Any, y: torch.Tensor, x0: torch.Tensor, rho: float, iters: int, tv: float = 0.0,
+              tv_z: float = 0.0, admm_iters: int = 3) -> torch.Tensor:
+    """DDS's data step from the estimate ``x0`` ``(B, C, *S)``: equation (TV-DC) of
+    :mod:`padis3d.solvers.tv_data_step`, ``min ½||Ax - y||² + ρ/2||x - x0||² + TV``. ``tv = tv_z = 0``:
+    ``iters`` CG steps (:func:`data_consistency`, no TV); ``tv_z`` alone: TV along z
+    (:func:`data_consistency_tv_z`); ``tv > 0``: in-plane TV of weight ``tv`` (and along z, weighted
+    ``tv_z``) by ``admm_iters`` ADMM rounds."""
+    if tv > 0:
+        lam, weights = in_plane_weights(x0, tv, tv_z)
+        return data_consistency_tv(operator, y, x0, rho, iters, lam, weights, admm_iters)
+    if tv_z > 0:
+        return data_consistency_tv_z(operator, y, x0, rho, iters, tv_z, admm_iters)
+    return data_consistency(operator, y, x0, rho, iters)
 
 
 AdaptHook = Callable[[int, int, float, torch.Tensor], None]
@@ -78,25 +82,28 @@ def check_adapt_hook(adapt: AdaptHook | None, prior: StatePrior, sampler: str) -
 
 def dds(prior: StatePrior, x: torch.Tensor, sigmas: torch.Tensor, *, operator: Any, y: torch.Tensor,
         rho: float = 1.0, cg_iters: int = 5, eta: float = 0.85, tv_z: float = 0.0, admm_iters: int = 3,
-        order: int = 1, generator: torch.Generator | None = None, callback: Callback | None = None,
+        order: int = 1, tv: float = 0.0, generator: torch.Generator | None = None, callback: Callback | None = None,
         adapt: AdaptHook | None = None) -> torch.Tensor:
-    """x: initial state ``(B, C, *prior.state_shape)``; returns the image estimate. ``tv_z > 0``
-    (volumes): TV along z in the data step, ``admm_iters`` ADMM rounds. ``order``: 1 (DDIM step)
+    """x: initial state ``(B, C, *prior.state_shape)``; returns the image estimate. ``tv > 0``: in-plane
+    TV of weight ``tv`` in the data step, ``tv_z > 0`` (volumes): TV along z, each by ``admm_iters``
+    ADMM rounds (:func:`data_step`; 0: the plain CG step, as without the option). ``order``: 1 (DDIM step)
     or 2 (Heun-style, module docstring). ``adapt``: test-time adaptation hook (module docstring);
     an adapter's ``.prior`` must be the ``prior`` given."""
     check_problem(operator, y, sigmas, x)
     check_adapt_hook(adapt, prior, "dds")
-    if rho <= 0 or cg_iters < 0 or not 0 <= eta <= 1 or tv_z < 0 or admm_iters < 1 or order not in (1, 2):
-        raise PadisError(f"need rho > 0, cg_iters >= 0, 0 <= eta <= 1, tv_z >= 0, admm_iters >= 1 and order 1 or 2, "
-                         f"got {rho}, {cg_iters}, {eta}, {tv_z}, {admm_iters}, {order}")
+    if (rho <= 0 or cg_iters < 0 or not 0 <= eta <= 1 or tv_z < 0 or tv < 0 or admm_iters < 1
+            or order not in (1, 2)):
+        raise PadisError(f"need rho > 0, cg_iters >= 0, 0 <= eta <= 1, tv >= 0, tv_z >= 0, admm_iters >= 1 and order "
+                         f"1 or 2, got {rho}, {cg_iters}, {eta}, {tv}, {tv_z}, {admm_iters}, {order}")
+    if tv > 0 or tv_z > 0:
+        in_plane_weights(prior.crop(x), tv, tv_z)  # the shape check, before any network evaluation
 
     def corrected(state: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(D on the canvas, D with its image replaced by the data-consistent one, that image)."""
         d = prior.denoise(state, sigma, generator=generator)
         image = prior.crop(d)
         with torch.no_grad():
-            fixed = (data_consistency_tv_z(operator, y, image, rho, cg_iters, tv_z, admm_iters) if tv_z > 0
-                     else data_consistency(operator, y, image, rho, cg_iters))
+            fixed = data_step(operator, y, image, rho, cg_iters, tv, tv_z, admm_iters)
         return d, d + prior.embed(fixed - image), fixed
 
     def step(state: torch.Tensor, d: torch.Tensor, den: torch.Tensor, sigma: float, sigma_next: float,

@@ -26,7 +26,9 @@ class SamplerSettings:
     ``eta``: DDS re-noising; ``rho``, ``cg_iters``: the DDS data-consistency problem and its CG
     steps (``cg_iters`` also sets the least-squares steps that stand in for ``A†`` in VE-DDNM
     when ``A.pinv`` is not exact); ``order``: DDS's step, 1 (DDIM) or 2 (Heun-style, two
-    evaluations per level but the last). ``budget`` is a label (``cpu``, ``paper`` or ``custom``);
+    evaluations per level but the last); ``tv``: λ of an isotropic TV term in DDS's data step
+    (``min ½||Ax - y||² + ρ/2||x - D||² + λ TV(x)``, 3 ADMM rounds of ``cg_iters`` CG steps,
+    :mod:`padis3d.solvers.tv_data_step`; 0: the plain CG step). ``budget`` is a label (``cpu``, ``paper`` or ``custom``);
     :meth:`for_task` fills every field from the one table of defaults,
     :data:`padis3d.solvers.defaults.DEFAULTS`."""
 
@@ -47,6 +49,7 @@ class SamplerSettings:
     seed: int = 0
     budget: str = "custom"
     order: int = 1
+    tv: float = 0.0
 
     @classmethod
     def for_task(cls, task: str, sampler: str = "padis", budget: str = "cpu", **overrides: Any) -> SamplerSettings:
@@ -80,6 +83,9 @@ class SamplerSettings:
         if self.order not in (1, 2) or (self.order == 2 and self.sampler != "dds"):
             raise PadisError(f"order must be 1, or 2 with the dds sampler; got order={self.order!r} with "
                              f"{self.sampler!r}")
+        if not 0 <= self.tv < math.inf or (self.tv > 0 and self.sampler != "dds"):
+            raise PadisError(f"tv (TV in DDS's data step) must be >= 0 and finite, and > 0 only with the dds sampler; "
+                             f"got tv={self.tv!r} with {self.sampler!r}")
 
     def sigmas(self) -> torch.Tensor:
         make = geometric_sigmas if self.schedule == "geometric" else karras_sigmas
@@ -104,7 +110,7 @@ def sampler_options(settings: SamplerSettings) -> dict[str, Any]:
         "langevin": {"zeta": s.zeta, "inner": s.inner, "epsilon": s.epsilon},
         "pc": {"zeta": s.zeta, "corrector_steps": max(s.inner - 1, 1)},
         "ddnm": {"inner": s.inner, "epsilon": s.epsilon, "cg_iters": s.cg_iters},
-        "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters, "order": s.order},
+        "dds": {"eta": s.eta, "rho": s.rho, "cg_iters": s.cg_iters, "order": s.order, "tv": s.tv},
     }[s.sampler]
 
 
@@ -118,7 +124,9 @@ def reconstruct(prior: StatePrior, operator: Any, y: torch.Tensor, settings: Sam
     """Posterior sample for ``y = A x + n``: ``(B, C, *image)`` from measurements ``(B, C, *out)``.
 
     adapt: a :class:`padis3d.adapt.TestTimeAdapter` made for ``prior`` (and this ``operator``,
-    ``y``); the sampler then runs on its adapted prior (``dds`` and ``padis`` only)."""
+    ``y``); the sampler then runs on its adapted prior (``dds`` and ``padis`` only), and when its
+    held-out validation decides against adapting after adapted levels were used, the un-adapted run
+    is sampled again from the same seed (:meth:`padis3d.adapt.TestTimeAdapter.result_stands`)."""
     if settings.init == "baseline" and baseline is None:
         raise PadisError("init='baseline' needs a baseline image")
     extra: dict[str, Any] = {}
@@ -133,8 +141,11 @@ def reconstruct(prior: StatePrior, operator: Any, y: torch.Tensor, settings: Sam
     x = init_state(prior, y.shape[:2], settings.sigma_max, generator=generator, dtype=y.dtype,
                    baseline=baseline if settings.init == "baseline" else None)
     sampler = POSTERIOR_SAMPLERS[settings.sampler]
-    return sampler(prior, x, settings.sigmas(), operator=operator, y=y, generator=generator, callback=callback,
-                   **sampler_options(settings), **extra)
+    out = sampler(prior, x, settings.sigmas(), operator=operator, y=y, generator=generator, callback=callback,
+                  **sampler_options(settings), **extra)
+    if adapt is not None and not adapt.result_stands():  # validated adaptation lost to the un-adapted prior
+        return reconstruct(adapt.unadapted_prior, operator, y, settings, baseline=baseline, callback=callback)
+    return out
 
 
 class ProgressBar:

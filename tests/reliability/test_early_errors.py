@@ -289,11 +289,12 @@ VALUES = {  # a valid value other than the parser default, for every option that
     "sampler": ["langevin"], "inner": ["2"], "schedule": ["karras"], "budget": ["paper"], "step_rule": ["norm"],
     "step_size": ["1.0"], "slice": ["3"], "axis": ["1"], "measured": ["{files}/image.npy"], "views": ["8"],
     "span_deg": ["90"], "kernel": ["3"], "factor": ["2"], "sr_mode": ["nearest"], "zeta": ["0.2"], "epsilon": ["0.4"],
-    "init": ["baseline"], "order": ["2"], "slices": ["0", "8"], "denoiser": ["dds"], "lowres": ["{files}/tiny.pt"],
+    "init": ["baseline"], "order": ["2"], "tv": ["0.1"], "slices": ["0", "8"], "denoiser": ["dds"], "lowres": ["{files}/tiny.pt"],
     "lowres_weight": ["0.5"], "band": ["8"], "work_dir": ["{tmp}/w"], "restart": [], "scheduler": ["tcp://127.0.0.1:1"],
     "adapt": [], "adapt_mode": ["norm"], "adapt_rank": ["2"], "adapt_lr": ["0.001"], "adapt_steps": ["2"],
     "adapt_first": ["1"], "adapt_every": ["2"], "adapt_max_sigma": ["1.0"], "adapt_cg_iters": ["1"],
     "adapt_tv": ["0.1"], "adapt_noise": ["0.01"], "adapt_tau": ["1.5"], "adapter": ["{files}/tiny.pt"],
+    "adapt_validate": [], "adapt_holdout": ["0.2"], "adapt_val_patience": ["3"], "adapt_val_margin": ["0.02"],
 }
 """(a flag's value list is empty: giving it is the value)"""
 
@@ -321,7 +322,7 @@ def test_an_option_the_task_does_not_use_is_refused_before_any_work(files, tmp_p
     assert err.startswith("padis3d reconstruct: error: ") and not (tmp_path / "out").exists()
     named = {"adapt_mode", "adapt_rank", "adapt_lr", "adapt_steps", "adapt_first", "adapt_every", "adapt_max_sigma",
              "adapt_cg_iters", "adapt_tv", "adapt_noise", "adapt_tau", "adapter", "adapt", "lowres", "lowres_weight",
-             "order"}  # options whose own (older) checks speak first, each naming the option or --adapt
+             "order", "adapt_validate", "adapt_holdout", "adapt_val_patience", "adapt_val_margin"}  # options whose own (older) checks speak first, each naming the option or --adapt
     assert option in err or (dest in named and ("--adapt" in err or "--lowres" in err or "--order" in err)), err
 
 

@@ -8,8 +8,9 @@ Run by hand (numbers are printed, never asserted):
 
     python benchmarks/threads.py --runs 2 --demo [--demo-runs 1] --note "..." --out benchmarks/results/threads.txt
 
-``reconstruct`` gets ``--threads N`` (default variant: no ``--threads``); the demo has no such option
-and gets ``OMP_NUM_THREADS=N`` (default variant: the variable removed). ``OMP_NUM_THREADS`` is removed
+``reconstruct`` gets ``--threads N`` (default variant: ``--threads`` of torch's default count, since
+``--threads`` itself defaults to 1); the demo has no such option and gets ``OMP_NUM_THREADS=N`` (default
+variant: the variable removed). ``OMP_NUM_THREADS`` is removed
 from every run's environment otherwise, so "default" is what a user gets from a plain shell.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 RECONSTRUCT = ["reconstruct", "--task", "ct", "--views", "20", "--sampler", "dds", "--no-progress"]
 DEMO = ["demo", "--slices", "115", "--no-progress"]
 VARIANTS = ("1", "2", "default")
+DEFAULT_THREADS = [0]  # torch's default thread count, probed once in main()
 
 
 def torch_default_threads() -> int:
@@ -45,7 +47,8 @@ def command_for(job: str, variant: str) -> tuple[list[str], dict[str, str]]:
     """The CLI arguments and environment of one run of ``job`` (reconstruct or demo) with ``variant``."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if job == "reconstruct":
-        return RECONSTRUCT + ([] if variant == "default" else ["--threads", variant]), env
+        threads = str(DEFAULT_THREADS[0]) if variant == "default" else variant
+        return RECONSTRUCT + ["--threads", threads], env
     if variant != "default":
         env["OMP_NUM_THREADS"] = variant
     return list(DEMO), env
@@ -78,9 +81,10 @@ def one_run(job: str, variant: str, out: Path) -> dict[str, float]:
 def run_job(job: str, runs: int, tmp: Path) -> None:
     """All runs of ``job``, variants alternating; per-run lines, then medians and ratios to one thread."""
     rows: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-    args = " ".join(command_for(job, "default")[0])
-    print(f"\n## padis3d {args} --out TMP  (1 / 2: {'--threads N' if job == 'reconstruct' else 'OMP_NUM_THREADS=N'};"
-          f" default: neither)", flush=True)
+    args = " ".join(RECONSTRUCT if job == "reconstruct" else DEMO)
+    how = ("--threads N; default: --threads " + str(DEFAULT_THREADS[0]) + ", torch's default" if job == "reconstruct"
+           else "OMP_NUM_THREADS=N; default: no OMP_NUM_THREADS")
+    print(f"\n## padis3d {args} --out TMP  (1 / 2: {how})", flush=True)
     for i in range(runs):
         for v in VARIANTS:
             r = one_run(job, v, tmp / f"{job}-{v}-{i}")
@@ -118,8 +122,9 @@ def main() -> None:
 
     with redirect_stdout(Tee()):
         load = os.getloadavg()
+        DEFAULT_THREADS[0] = torch_default_threads()
         print(f"# benchmarks/threads.py, {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores "
-              f"(os.cpu_count), torch's default {torch_default_threads()} threads; load average at start "
+              f"(os.cpu_count), torch's default {DEFAULT_THREADS[0]} threads; load average at start "
               f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)")
         if args.note:
             print(f"# machine: {args.note}")

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slices", type=int, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range (default all)")
     p.add_argument("--band", type=int, default=16, help="slices per band of the sampler (default 16)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: padis3d reconstruct's, 1)")
     p.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     p.add_argument("--out", type=Path, default=Path("outputs/nifti_out_of_core"))
     p.add_argument("--force", action="store_true", help="redo a finished run")

@@ -104,7 +104,7 @@ DECLARATIONS: dict[str, Declaration] = {
                           inputs={"checkpoint": FileInput(prior=True)}, outputs=("out",)),
     "demo": Declaration(
         identity=("slices", "task", "checkpoint", "sampler", "seed", "precision", "smoke"),
-        neutral={"out": OUT, "no_progress": PROGRESS},
+        neutral={"out": OUT, "no_progress": PROGRESS, "threads": THREADS},
         inputs={"checkpoint": FileInput(default=_shipped_demo_prior, prior=True)}, outputs=("out",)),
     "tiling-demo": Declaration(identity=("seed",), neutral={"out": OUT}, outputs=("out",)),
     # a training run's identity: what a resumed run must share with the state it continues

@@ -87,6 +87,9 @@ def _cmd_tiling_demo(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from padis3d.cli.demo import DemoConfig, format_table, run_demo
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     cfg = DemoConfig.for_sampler(args.sampler, slices=tuple(args.slices), task=args.task, seed=args.seed,
                                  precision=args.precision,
                                  **({"checkpoint": args.checkpoint} if args.checkpoint else {}))
@@ -144,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dds: CG data step, 50 evaluations from the FBP re-noised at σ 0.5 (default); padis: the paper's Algorithm 1, 40 x 5 = 200")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--precision", type=precision_option, default="auto", help=PRECISION_HELP)
+    p.add_argument("--threads", type=int_range(1, 1024), default=1,
+                   help="torch CPU threads (default: %(default)s; one thread ran the demo in 59 s against 271 s for two on "
+                        "a shared 2-core machine: benchmarks/results/threads.txt)")
     p.add_argument("--smoke", action="store_true", help="seconds, not minutes: 1 slice, 2 sampler steps (for tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_demo, outputs=lambda a: OutputPlan(a.out, ["demo.png", "demo.json"],

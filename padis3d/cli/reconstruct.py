@@ -73,10 +73,11 @@ def add_sampler_arguments(p: argparse.ArgumentParser, sampler_choices: list[str]
       "and take the most tiles per second, recorded in report.json (default: all tiles of an evaluation)")
     a("--memory-budget-mb", type=positive_float(MAX_BUDGET_MB), default=None, help="bytes of tiles in flight, in MiB")
     # One thread by default: on the 2-core machines the README targets, shared (CI, other jobs), torch's
-    # default (one per core) made a 2D reconstruct 3.8x slower and the demo 4.6x (benchmarks/threads.py,
-    # benchmarks/results/threads.txt); the volume bands already run in parallel on dask threads.
+    # default (one per core) took 72.5 s instead of 19.2 s for a 2D reconstruct (median wall) and 270.8 s
+    # instead of 59.3 s for the demo (benchmarks/threads.py, benchmarks/results/threads.txt); the volume
+    # bands already run in parallel on dask threads.
     a("--threads", type=int_range(1, 1024), default=1,
-      help="torch CPU threads (default: %(default)s; more can pay only on an idle machine with more cores)")
+      help="torch CPU threads (default: %(default)s; more can be faster on an idle machine, slower on a shared one)")
     a("--out", type=path_option, required=True, help="output folder")
     a("--no-progress", action="store_true")
 

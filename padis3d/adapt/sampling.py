@@ -94,7 +94,7 @@ class AdaptSettings:
     patience: int = 3
     min_decrease: float = 1e-3
     seed: int = 0
-    validate: bool = False
+    validate: bool = True
     holdout: float = 0.15
     val_patience: int = 2
     val_margin: float = 0.01

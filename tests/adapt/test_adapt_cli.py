@@ -13,7 +13,8 @@ from tests.solvers.test_reconstruct_cli import files, run  # noqa: F401 - the ti
 
 ADAPT = ["--task", "deblur", "--sampler", "dds", "--steps", "4", "--adapt", "--adapt-first", "0", "--adapt-every", "2",
          "--adapt-max-sigma", "100",
-         "--adapt-steps", "2", "--adapt-lr", "0.01", "--threads", "1"]
+         "--adapt-steps", "2", "--adapt-lr", "0.01", "--threads", "1",
+         "--no-adapt-validate"]  # the adapter's mechanics; held-out validation: tests/adapt/test_validated_adaptation.py
 
 
 def digest(path) -> str:

@@ -147,14 +147,16 @@ VOLUME_ALTERNATIVES: dict[str, list[str]] = {
     "span_deg": ["--span-deg", "90"], "noise": ["--noise", "0.1"], "kernel": ["--kernel", "5"],
     "factor": ["--factor", "2"], "sr_mode": ["--sr-mode", "nearest"], "zeta": ["--zeta", "0.2"],
     "epsilon": ["--epsilon", "0.4"], "init": ["--init", "baseline"], "eta": ["--eta", "0.5"], "rho": ["--rho", "0.5"],
-    "cg_iters": ["--cg-iters", "3"], "order": ["--order", "2"], "slices": ["--slices", "0", "7"],
+    "cg_iters": ["--cg-iters", "3"], "order": ["--order", "2"], "tv": ["--tv", "0.1"], "slices": ["--slices", "0", "7"],
     "denoiser": ["--denoiser", "dds"], "lowres": ["--lowres", "{root}/low.pt"], "lowres_weight": ["--lowres-weight", "1"],
     "band": ["--band", "2"], "adapt": ["--adapt"], "adapt_mode": ["--adapt-mode", "norm"],
     "adapt_rank": ["--adapt-rank", "2"], "adapt_lr": ["--adapt-lr", "0.01"], "adapt_steps": ["--adapt-steps", "2"],
     "adapt_first": ["--adapt-first", "1"], "adapt_every": ["--adapt-every", "2"],
     "adapt_max_sigma": ["--adapt-max-sigma", "1"], "adapt_cg_iters": ["--adapt-cg-iters", "1"],
     "adapt_tv": ["--adapt-tv", "0.1"], "adapt_noise": ["--adapt-noise", "0.1"], "adapt_tau": ["--adapt-tau", "2"],
-    "adapter": ["--adapter", "{root}/other.pt"],
+    "adapter": ["--adapter", "{root}/other.pt"], "adapt_validate": ["--no-adapt-validate"],
+    "adapt_holdout": ["--adapt-holdout", "0.3"], "adapt_val_patience": ["--adapt-val-patience", "3"],
+    "adapt_val_margin": ["--adapt-val-margin", "0.05"],
 }
 
 

@@ -152,7 +152,8 @@ def reconstruct_row(row: str, s: Setup, op: ParallelBeam3D, y: torch.Tensor, pro
     tta = None
     if row == SS:  # in memory: the out-of-core runner cannot adapt (README "Test-time adaptation")
         tta = TestTimeAdapter(prior, op, y, AdaptSettings(first=0, every=s.adapt_every, max_sigma=s.adapt_max_sigma,
-                                                          steps=s.adapt_steps, seed=s.seed))
+                                                          steps=s.adapt_steps, seed=s.seed,
+                                                          validate=False))  # dds() itself has no un-adapted fallback
         prior = tta.prior
     with ProgressBar(s.steps, row, disable=not progress) as bar:
         if tta is not None:

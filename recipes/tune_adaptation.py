@@ -75,7 +75,8 @@ def run_one(prior, task, truth: torch.Tensor, y: torch.Tensor, config: dict, arg
         settings = AdaptSettings(**config["settings"], steps=args.steps, first=args.first, every=args.every,
                                  levels=tuple(args.adapt_levels) if args.adapt_levels else None,
                                  max_sigma=args.max_sigma,
-                                 noise_sigma=args.ct_sigma if args.discrepancy and args.ct_sigma > 0 else None)
+                                 noise_sigma=args.ct_sigma if args.discrepancy and args.ct_sigma > 0 else None,
+                                 validate=False)  # tunes the adapter itself; dds() has no un-adapted fallback
         tta = TestTimeAdapter(prior, task.op, y, settings)
     t0 = time.time()
     out = dds(tta.prior if tta else prior, x, sigmas, operator=task.op, y=y, rho=dds_cfg["rho"],

@@ -21,7 +21,7 @@ import torch
 import zarr
 
 from padis3d.atomic import save_figure, write_json
-import nibabel as nib
+from padis3d.io.volume_stream import open_volume
 
 from padis3d.io.sample_data import TEST_SLICES, chest_ct_path, chest_ct_slices
 from tiling import TileGrid, map_tiles, map_tiles_store, suggest_tile
@@ -36,26 +36,48 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_tiling_demo(out_dir: str | Path = "outputs/tiling-demo", seed: int = 0, shifts: int = 32,
-                    memory_budget: int = 160 * 2**20) -> dict:
+def _figure(path: Path, grid: TileGrid, canvas: torch.Tensor, drawn: list, single: torch.Tensor,
+            averaged: torch.Tensor) -> None:
+    """The canvas under three shifts with their tile borders, and the per-tile mean for one shift and averaged."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, 5, figsize=(20, 4.4))
+    for ax, s in zip(axes[:3], drawn[:3]):
+        ax.imshow(canvas[0, 0], cmap="gray", vmin=0, vmax=1)
+        for axis, line in ((0, ax.axhline), (1, ax.axvline)):
+            for k in range(grid.counts[axis] + 1):
+                line(s[axis] + k * grid.tile[axis] - 0.5, color="tab:orange", lw=1)
+        m = grid.pad[0]
+        ax.add_patch(plt.Rectangle((m - 0.5, m - 0.5), 128, 128, fill=False, ec="tab:cyan", lw=1, ls="--"))
+        ax.set_title(f"canvas {grid.canvas_shape}, shift {s}")
+    axes[3].imshow(single[0, 0], cmap="gray", vmin=0, vmax=1)
+    axes[3].set_title("per-tile mean, one shift")
+    axes[4].imshow(averaged[0, 0], cmap="gray", vmin=0, vmax=1)
+    axes[4].set_title(f"per-tile mean, average of {len(drawn)} shifts")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.suptitle(f"{grid}: tiles (orange) cover the image (cyan) for every shift")
+    save_figure(fig, path, dpi=80)
+
+
+def run_tiling_demo(out_dir: str | Path = "outputs/tiling-demo", seed: int = 0, shifts: int = 32,
+                    memory_budget: int = 160 * 2**20) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     # 3D, out of core: the volume goes from the NIfTI to a zarr store 16 slices at a time
     # and is then streamed tile band by tile band; it is never whole in memory.
-    proxy = nib.load(chest_ct_path()).dataobj  # (x, y, z) HU, LAS
-    shape = (proxy.shape[2], proxy.shape[1], proxy.shape[0])
+    volume = open_volume(chest_ct_path())  # canonical (z, y, x) HU bands, read lazily
+    shape = volume.shape
     grid3 = TileGrid(shape, (16, 64, 64))
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src = zarr.create_array(store=f"{tmp}/volume.zarr", shape=shape, chunks=(16, *shape[1:]), dtype="f4")
         for z in range(0, shape[0], 16):
-            hu = np.asarray(proxy[:, :, z:z + 16], dtype=np.float32).transpose(2, 1, 0)[:, ::-1, :]
-            src[z:z + 16] = np.clip((hu + 1000.0) / 2000.0, 0, 1)
+            src[z:z + 16] = np.clip((volume.read(z, min(z + 16, shape[0])) + 1000.0) / 2000.0, 0, 1)
         dst = zarr.create_array(store=f"{tmp}/out.zarr", shape=shape, chunks=(16, *shape[1:]), dtype="f4")
         volume_bytes = 4 * int(np.prod(shape))
         before, t0 = _peak_rss(), time.perf_counter()
@@ -70,24 +92,7 @@ def run_tiling_demo(out_dir: str | Path = "outputs/tiling-demo", seed: int = 0, 
     averaged = sum(grid.crop(map_tiles(tile_mean, canvas, grid, s)) for s in drawn) / shifts
     exact = all(torch.equal(grid.crop(grid.scatter(grid.extract(canvas, s), s)), image) for s in drawn)
 
-    fig, axes = plt.subplots(1, 5, figsize=(20, 4.4))
-    for ax, s in zip(axes[:3], drawn[:3]):
-        ax.imshow(canvas[0, 0], cmap="gray", vmin=0, vmax=1)
-        for axis, line in ((0, ax.axhline), (1, ax.axvline)):
-            for k in range(grid.counts[axis] + 1):
-                line(s[axis] + k * grid.tile[axis] - 0.5, color="tab:orange", lw=1)
-        m = grid.pad[0]
-        ax.add_patch(plt.Rectangle((m - 0.5, m - 0.5), 128, 128, fill=False, ec="tab:cyan", lw=1, ls="--"))
-        ax.set_title(f"canvas {grid.canvas_shape}, shift {s}")
-    axes[3].imshow(single[0, 0], cmap="gray", vmin=0, vmax=1)
-    axes[3].set_title("per-tile mean, one shift")
-    axes[4].imshow(averaged[0, 0], cmap="gray", vmin=0, vmax=1)
-    axes[4].set_title(f"per-tile mean, average of {shifts} shifts")
-    for ax in axes:
-        ax.set_axis_off()
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    fig.suptitle(f"{grid}: tiles (orange) cover the image (cyan) for every shift")
-    save_figure(fig, out_dir / "tiling_demo.png", dpi=80)
+    _figure(out_dir / "tiling_demo.png", grid, canvas, drawn, single, averaged)
 
     report = {
         "2d": {"grid": repr(grid), "shifts": shifts, "exact_reassembly": exact,

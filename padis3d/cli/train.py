@@ -286,11 +286,33 @@ def run_train(args: argparse.Namespace) -> int:
             torch.distributed.destroy_process_group()
 
 
+def _data_and_network(args: argparse.Namespace, preset: dict, size: int, sizes: list, probs: list | None):
+    """``(images, PatchSampler, PriorConfig, data info)`` of a training run: the data, how patches are
+    drawn from it, and the network that fits them (position channels, levels)."""
+    from padis3d.errors import PadisError
+    from padis3d.training.augment import Augment
+    from padis3d.training.data import PatchSampler
+
+    images, extra, info = _images(args, size)
+    sampler = PatchSampler(images, sizes, probs, batch=args.batch or (1 if args.mode == "whole" else preset["batch"]),
+                           batch_sizes=args.batch_sizes, extra_coords=extra,
+                           augment=Augment.from_items(args.augment))
+    nd = images.ndim - 2
+    # Position channels the sampler provides: [slab centre z,] then one per spatial axis.
+    axes = () if (args.no_positions or args.mode == "whole") else tuple(range(nd + sampler.extra.shape[1]))
+    if args.mode in ("slab", "cube") and not args.slab_z_position:
+        axes = axes[1:]
+    config = network_config(preset["network"], args, spatial_dims=nd, channels=images.shape[1], position_axes=axes)
+    bad = [p for p in sizes if (p or min(sampler.shape)) % config.multiple]
+    if bad:
+        raise PadisError(f"patch sizes {bad} must be divisible by {config.multiple} for a UNet with "
+                         f"{len(config.features)} levels")
+    return images, sampler, config, info
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from padis3d.training.augment import Augment
-    from padis3d.training.data import PatchSampler
     from padis3d.device import resolve_device
     from padis3d.errors import PadisError
     from padis3d.priors.network import count_parameters
@@ -317,20 +339,8 @@ def _train(args: argparse.Namespace) -> int:
         check_resumed_options(resume, args, identity)
     elif (args.out / "state.pt").exists():
         raise PadisError(f"{args.out / 'state.pt'} exists: add --resume to continue it, or choose another --out")
-    images, extra, info = _images(args, size)
-    sampler = PatchSampler(images, sizes, probs, batch=args.batch or (1 if args.mode == "whole" else preset["batch"]),
-                           batch_sizes=args.batch_sizes, extra_coords=extra,
-                           augment=Augment.from_items(args.augment))
+    images, sampler, config, info = _data_and_network(args, preset, size, sizes, probs)
     nd = images.ndim - 2
-    # Position channels the sampler provides: [slab centre z,] then one per spatial axis.
-    axes = () if (args.no_positions or args.mode == "whole") else tuple(range(nd + sampler.extra.shape[1]))
-    if args.mode in ("slab", "cube") and not args.slab_z_position:
-        axes = axes[1:]
-    config = network_config(preset["network"], args, spatial_dims=nd, channels=images.shape[1], position_axes=axes)
-    bad = [p for p in sizes if (p or min(sampler.shape)) % config.multiple]
-    if bad:
-        raise PadisError(f"patch sizes {bad} must be divisible by {config.multiple} for a UNet with "
-                         f"{len(config.features)} levels")
     settings = TrainSettings(steps=args.steps, time_limit=None if args.hours is None else args.hours * 3600,
                              budget=None if args.budget_hours is None else args.budget_hours * 3600,
                              budget_clock="wall" if str(args.device).startswith("cuda") else "cpu",
@@ -363,11 +373,16 @@ def _train(args: argparse.Namespace) -> int:
                       "mode": args.mode, "preset": args.preset, "run_options": run_options(args),
                       "run_identity": identity.to_json(),
                       "downsample": [int(args.downsample or 1)] * nd})
+    return _finished(state, args.out, rank)
+
+
+def _finished(state, out: Path, rank: int) -> int:
+    """Say how the run ended (rank 0) and give the exit code: 130 when Ctrl-C stopped it."""
     if rank == 0 and state.stopped_by:
-        print(f"stopped by {state.stopped_by} at step {state.step}: checkpoint written to {args.out / 'state.pt'}; "
+        print(f"stopped by {state.stopped_by} at step {state.step}: checkpoint written to {out / 'state.pt'}; "
               f"rerun the same command with --resume to continue", flush=True)
     elif rank == 0:
-        print(f"done: step {state.step}, prior at {args.out / 'prior.pt'}", flush=True)
+        print(f"done: step {state.step}, prior at {out / 'prior.pt'}", flush=True)
     return 130 if state.stopped_by == "SIGINT" else 0
 
 

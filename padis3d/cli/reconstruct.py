@@ -138,9 +138,12 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     a("--rho", type=nonneg_float(), default=1.0, help=sampler_help("DDS data-consistency weight ρ", "rho"))
     a("--cg-iters", type=int_range(0, 100_000), default=5,
       help=sampler_help("conjugate-gradient steps of the DDS data step and of ddnm's least squares", "cg_iters"))
-    a("--tv", type=nonneg_float(1e6), default=0.0,
-      help=sampler_help("DDS: weight λ of an isotropic TV term in the data step, min ½||Ax - y||² + ρ/2||x - D||² "
-                        "+ λ TV(x), solved by 3 ADMM rounds of --cg-iters CG steps (0: the plain CG step)", "tv"))
+    from padis3d.cli.defaults_help import table_defaults
+
+    a("--tv", type=nonneg_float(1e6), default=None,
+      help="DDS: weight λ of an isotropic TV term in the data step, min ½||Ax - y||² + ρ/2||x - D||² + λ TV(x), "
+      "solved by 3 ADMM rounds of --cg-iters CG steps; 0 turns it off (the plain CG step) (default for a 2D task: "
+      f"from --budget's table, padis3d/solvers/defaults.py: {table_defaults('tv')}; for --budget custom: 0)")
     a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
       "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
@@ -249,7 +252,7 @@ def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
         raise PadisError(f"--lowres (the two-scale prior) is for the volume tasks {', '.join(VOLUME_TASKS)}, "
                          f"got --task {args.task}")
     check_applicable(args, args.sampler_option_default)  # an option the task would ignore: refused
-    if args.tv > 0 and args.sampler != "dds":
+    if (args.tv or 0) > 0 and args.sampler != "dds":
         raise PadisError(f"--tv is the TV weight of DDS's data step: give --sampler dds (got --sampler {args.sampler})")
     check_plan(args)
     check_prior_kind(args.checkpoint, args.task)  # a slab or cube prior on a 2D task, ...: before any data

@@ -18,7 +18,8 @@ TV in the data step (issue 28 §4, :mod:`padis3d.solvers.tv_data_step`, equation
 warm-started CG steps on ``(AᵀA + ρI + β∇ᵀ∇) x = Aᵀy + ρx0 + β∇ᵀ(v - u)``. ``tv = λ > 0``: isotropic
 in-plane TV (images; volumes slice by slice); ``tv_z = λ > 0`` (volumes, DiffusionBlend's option):
 ``λ ||∂_z x||₁`` with β = ρ; both: the weighted 3D TV ``tv Σ sqrt((tv_z/tv)² ∂_z² + ∂_y² + ∂_x²)``.
-``tv = tv_z = 0`` (the default) runs the plain CG step exactly as before.
+``tv = tv_z = 0`` (this function's default) runs the plain CG step exactly as before; the defaults
+table gives ``tv`` per task for the cpu budget (:data:`padis3d.solvers.defaults.DDS_TV`).
 
 Test-time adaptation (issue 15): ``adapt(i, n, σ_i, x)`` is called before each level's
 denoising, e.g. a :class:`padis3d.adapt.TestTimeAdapter` whose ``.prior`` is the ``prior``

@@ -44,9 +44,17 @@ PADIS = {"step_rule": "misfit", "step_size": 1.5, "epsilon": 0.5}
 LANGEVIN_ZETA = {"ct20": 0.01, "ct8": 0.016, "ct60": 0.006, "deblur": 0.5, "sr4": 0.5}
 LANGEVIN = {"epsilon": 1.0}  # the reference's α = σ²
 DDNM = {"epsilon": 0.5, "cg_iters": 20}
-# DDS: geometric grid down to σ = 0.005, 5 CG steps; start, σ_max and η per budget; ρ per task
+# DDS: geometric grid down to σ = 0.005, 5 CG steps; start, σ_max and η per budget; ρ and (cpu) TV weight per task
 DDS = {"schedule": "geometric", "sigma_min": 0.005, "cg_iters": 5}
 DDS_RHO = {"ct20": 1.0, "ct8": 1.0, "ct60": 1.0, "deblur": 0.1, "sr4": 0.01}
+# DDS cpu: λ of the TV term in the data step (issue 28 §4, padis3d/solvers/tv_data_step.py; recipes/tv_in_dds.py,
+# results/tv_in_dds.md). Grid on TRAINING slice 90, PSNR dB: CT 20 {0: 35.82, 0.003: 36.04, 0.01: 36.18, 0.03: 35.01},
+# CT 8 {0: 28.15, 0.003: 28.52, 0.01: 28.40, 0.03: 26.62}, deblur {0: 30.47, 6e-5: 30.90, 1.8e-4: 31.31, 6e-4: 30.70},
+# SR x4 {0: 29.23, 1e-5: 29.74, 3e-5: 29.88, 1e-4: 28.26}; confirmed on training slices 60 and 95 (gain on each of the
+# 12 slice-task pairs: CT 20 +0.19..+0.36, CT 8 +0.29..+0.37, deblur +0.74..+0.84, SR x4 +0.52..+0.65). Reported, not
+# tuned on: scikit-image camera/coins/moon/Shepp-Logan gained +0.09..+3.79 dB on all 16 image-task pairs. ct60 and
+# the paper budget were not tuned: 0 (the plain CG step). Costs ~1.0-1.5x the plain DDS time (3 ADMM rounds x 5 CG).
+DDS_TV = {"ct20": 0.01, "ct8": 0.003, "ct60": 0.0, "deblur": 0.00018, "sr4": 3e-05}
 
 
 def default_fields(task: str, sampler: str, budget: str = "cpu") -> dict[str, Any]:
@@ -55,7 +63,8 @@ def default_fields(task: str, sampler: str, budget: str = "cpu") -> dict[str, An
         raise PadisError(f"no defaults for task {task!r} / budget {budget!r}: tasks {TASKS}, budgets "
                          f"{tuple(BUDGETS)}")
     if sampler == "dds":
-        return {"sampler": "dds", "budget": budget, **DDS, **DDS_BUDGETS[budget], "rho": DDS_RHO[task]}
+        return {"sampler": "dds", "budget": budget, **DDS, **DDS_BUDGETS[budget], "rho": DDS_RHO[task],
+                "tv": DDS_TV[task] if budget == "cpu" else 0.0}
     family = {"padis": PADIS, "langevin": LANGEVIN | {"zeta": LANGEVIN_ZETA[task]},
               "pc": {"zeta": LANGEVIN_ZETA[task]}, "ddnm": DDNM}
     if sampler not in family:

@@ -21,17 +21,20 @@ PDHG would need; CT's ``||A||² ≈ 2500`` against ρ = 1 would make a linearise
 steps), and the non-smooth TV is handled exactly by its proximal map (the shrinkage) rather than
 smoothed. A handful of rounds from the warm start ``x0`` is what a data step can afford, so ``v``
 starts as ``shrink(∇x0, λ/β)`` (the TV step acts in the first round; starting at ``∇x0`` left
-up to 4x the objective gap after one round) and ``u`` at 0. ``β`` defaults to ``λ / 0.03``: a
-shrinkage threshold of 0.03 image units per voxel gradient. Chosen on chest training slice 90
-(``x0`` = truth + N(0, 0.03²) noise; CT 20, deblur, SR x4 at λ = 0.1, 0.3, 1 x the ADMM-TV weight):
-after 3 rounds of 5 CG steps the objective gap ``(f - f*)/(f(x0) - f*)`` was 0.000-0.11 against
-0.02-0.11 for β = ρ (deblur's ρ = 0.1 is too stiff for its small λ) and 0.03-0.91 for 5 plain CG
-steps. ADMM converges for any β > 0; β only sets the speed within the few rounds.
+4-11x the objective gap after one round) and ``u`` at 0. ``β`` defaults to ``λ / 0.03``: a
+shrinkage threshold of 0.03 image units per voxel gradient. Evidence
+(``python recipes/tv_in_dds.py --penalty-check``, results/tv_in_dds_penalty.md: chest TRAINING slice 90,
+``x0`` = truth + N(0, 0.03²), CT 20 / deblur / SR x4 at λ = 0.1, 0.3, 1 x the ADMM-TV weight): after 3
+rounds of 5 CG steps the objective gap ``(f - f*)/(f(x0) - f*)`` was 0.000-0.11 (best or within 0.003 of
+the best β in 6 of 9 cases) against 0.016-0.083 for β = ρ (deblur's ρ = 0.1 is too stiff for its small λ;
+ρ is better for SR at the largest λ, far above the tuned one) and 0.013-0.92 for 5 plain CG steps.
+ADMM converges for any β > 0; β only sets the speed within the few rounds.
 TV along z (``data_consistency_tv_z``) keeps its original choices, β = ρ and ``v = ∇x0``.
 Cost: ``admm_iters`` times the plain step's CG work (3 x 5 operator pairs against 5 by default).
 
 With ``λ = 0`` the sampler does not call this module: DDS runs its plain CG step
-(:func:`padis3d.solvers.dds.data_consistency`), bit for bit as before.
+(:func:`padis3d.solvers.dds.data_consistency`), bit for bit as before. The defaults table turns the
+term on for the cpu budget with a weight per task (:data:`padis3d.solvers.defaults.DDS_TV`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 λ = 0 is today's DDS bit for bit; with λ > 0 the step lowers that objective below its start and below
 the plain CG step (even the exact quadratic minimiser); with A = I it is the ROF (TV-denoising)
 solution of ``(y + ρD)/(1 + ρ)`` with weight ``λ/(1 + ρ)`` (skimage's Chambolle solver as the reference);
-TV along z keeps its former algorithm; the option reaches the sampler and report.json."""
+TV along z keeps its former algorithm; the option reaches the sampler and report.json (``--tv 0`` turns
+the defaults table's weight off)."""
 
 from __future__ import annotations
 
@@ -195,12 +196,14 @@ def test_cli_records_tv_in_report(tmp_path):
     np.save(tmp_path / "image.npy", blob_images(1, 32)[0, 0].numpy())
     common = ["reconstruct", "--checkpoint", str(tmp_path / "tiny.pt"), "--input", str(tmp_path / "image.npy"),
               "--size", "32", "--steps", "3", "--no-progress", "--task", "deblur", "--sampler", "dds"]
-    assert cli.main([*common, "--tv", "0.002", "--out", str(tmp_path / "tv")]) == 0
-    assert cli.main([*common, "--out", str(tmp_path / "plain")]) == 0
-    reports = {k: json.loads((tmp_path / k / "report.json").read_text()) for k in ("tv", "plain")}
-    assert reports["tv"]["settings"]["tv"] == 0.002 and reports["plain"]["settings"]["tv"] == 0.0
-    assert reports["tv"]["identity"] != reports["plain"]["identity"]
-    a, b = (np.load(tmp_path / k / "reconstruction.npy") for k in ("tv", "plain"))
+    runs = {"tv": ["--tv", "0.002"], "table": [], "off": ["--tv", "0"]}
+    for name, extra in runs.items():
+        assert cli.main([*common, *extra, "--out", str(tmp_path / name)]) == 0
+    reports = {k: json.loads((tmp_path / k / "report.json").read_text()) for k in runs}
+    table = SamplerSettings.for_task("deblur", "dds").tv  # --budget cpu: the defaults table's weight
+    assert table > 0 and [reports[k]["settings"]["tv"] for k in runs] == [0.002, table, 0.0]
+    assert len({json.dumps(reports[k]["identity"], sort_keys=True) for k in runs}) == 3
+    a, b = (np.load(tmp_path / k / "reconstruction.npy") for k in ("tv", "off"))
     assert not np.allclose(a, b, atol=1e-5)
     assert cli.main([*common[:-2], "--sampler", "padis", "--tv", "0.1", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()

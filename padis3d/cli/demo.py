@@ -51,6 +51,14 @@ class DemoConfig:
     seed: int = 0
     checkpoint: str = str(DEFAULT_CHECKPOINT)
     precision: str = "auto"
+    tv: float | None = None  # DDS's TV weight in the data step; None: the cpu budget's for the task
+
+    @property
+    def tv_weight(self) -> float:
+        """The λ of DDS's TV data step that runs (0 for the PaDIS sampler)."""
+        from padis3d.solvers.defaults import DDS_TV
+
+        return 0.0 if self.sampler != "dds" else (DDS_TV[self.task] if self.tv is None else self.tv)
 
     @property
     def evaluations(self) -> int:
@@ -92,7 +100,8 @@ def _reconstructions(cfg: DemoConfig, x: torch.Tensor, prior: Any, progress: boo
                    iters=cfg.pnp_iters, x0=fbp)
     out["PnP-ADMM"] = (pnp[0, 0].clamp(0, 1).numpy(), time.perf_counter() - t0)
     settings = SamplerSettings(sampler=cfg.sampler, steps=cfg.steps, inner=cfg.inner, sigma_max=cfg.sigma_max,
-                               eta=cfg.eta, init=cfg.init, zeta=cfg.zeta_norm / task.op.norm(), seed=cfg.seed)
+                               eta=cfg.eta, init=cfg.init, zeta=cfg.zeta_norm / task.op.norm(), seed=cfg.seed,
+                               tv=cfg.tv_weight)
     t0 = time.perf_counter()
     with ProgressBar(settings.steps, f"patch prior, {cfg.sampler}", disable=not progress) as bar:
         rec = reconstruct(prior, task.op, y, settings, baseline=fbp, callback=bar)
@@ -156,7 +165,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", cfg: DemoConfig = DemoConfig(
     demo_figure(out_dir / "demo.png", rows, metrics)
     report = {"task": f"{cfg.task}: parallel-beam CT, {cfg.task[2:]} views on [0, π), noiseless, "
                       f"{cfg.size}² chest CT test slices",
-              "config": asdict(cfg), "precision": loaded.precision,
+              "config": asdict(cfg), "tv_weight": cfg.tv_weight, "precision": loaded.precision,
               "network_evaluations_per_slice": cfg.evaluations,
               "per_slice": {str(k): v for k, v in metrics.items()}, "mean": mean,
               "versions": library_versions(), "outputs": ["demo.png", "demo.json"]}

@@ -17,6 +17,7 @@ import torch
 from padis3d.cli.applicability import ALL, APPLIES, HARMLESS, unlisted_options
 from padis3d.cli.main import build_parser
 from padis3d.cli.options import MIN_SIDE
+from padis3d.errors import PadisError
 from padis3d.priors.checkpoint import FORMAT_PRIOR, atomic_save
 from tests.prior.prior_helpers import blob_images, tiny_config
 from tests.reliability.helpers import assert_clean_failure, ct_volume, nifti_volume, run_cli
@@ -110,7 +111,9 @@ def test_chest_ct_slice_out_of_range_is_refused_before_any_work(files, tmp_path,
 def test_chest_ct_last_slice_is_accepted(tmp_path):
     from padis3d.cli.input_checks import check_plan
 
-    check_plan(argparse.Namespace(input="chest-ct", slice=132, task="ct", kernel=9, size=16))
+    check_plan(argparse.Namespace(input="chest-ct", slice=132, task="ct", kernel=9, size=16))  # the last: accepted
+    with pytest.raises(PadisError, match="133"):
+        check_plan(argparse.Namespace(input="chest-ct", slice=133, task="ct", kernel=9, size=16))
 
 
 @pytest.mark.parametrize("payload", [{"format": "padis3d-adapter"},
@@ -239,7 +242,9 @@ def test_slab_and_cube_kinds_serve_volume_tasks(kinds):
     from padis3d.cli.prior_kind import check_prior_kind
 
     for kind in ("slab", "cube"):
-        check_prior_kind(kinds / f"{kind}.pt", "denoise")
+        check_prior_kind(kinds / f"{kind}.pt", "denoise")  # accepted for a volume task ...
+        with pytest.raises(PadisError, match=f"holds a .*{kind}"):
+            check_prior_kind(kinds / f"{kind}.pt", "deblur")  # ... refused for a 2D one
 
 
 def test_dead_scheduler_is_found_before_the_input_is_prepared(files, tmp_path, monkeypatch):  # noqa: F811

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             run = args.out / "runs" / f"{path.stem.split('.')[0]}_seed{seed}"
             cmd = [sys.executable, "-m", "padis3d.cli", "reconstruct", "--task", "ct", "--views", "20", "--sampler",
-                   "dds", "--input", str(path), "--window", "-1000", "1000", "--seed", str(seed), "--threads", "1",
+                   "dds", "--no-holdout-choice", "--input", str(path), "--window", "-1000", "1000", "--seed", str(seed),
+                   "--threads", "1",
                    "--no-progress", "--out", str(run)]
             if path.suffix != ".npy":
                 cmd += ["--slice", str(SLICE - Z0)]

@@ -1,5 +1,6 @@
-"""Self-validated test-time adaptation against today's adaptation and none (issue 28 §1), on chest CT
-TRAINING slices only (0-99; never the test slices 110-132).
+"""Self-validated test-time adaptation against today's adaptation and none (issue 28 §1), tuned on chest CT
+TRAINING slices only (0-99); ``--images SET:NAME`` reports it on the other sets of
+``recipes/holdout_choice.py`` (``test:120``, ``other:camera``, ``ellipses:0``), which nothing is tuned on.
 
 For each (slice, task, method): ``padis3d.reconstruct_image`` with the shipped ``chest128_patch`` prior,
 DDS at the CLI defaults (``SamplerSettings.for_task(task, "dds")``) and the CLI's measurements (noiseless
@@ -11,6 +12,8 @@ Resumable: one JSON line per result in ``OUT.jsonl`` (PSNR, SSIM, seconds, and f
 curve, the round chosen and the decision); a rerun skips what is there. ``OUT.md``: the table.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python recipes/validated_adaptation.py --slices 90 95 --tasks ct20 deblur
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python recipes/validated_adaptation.py --slices --images test:115 \
+        other:camera other:coins other:moon other:shepp-logan --tasks ct20 deblur --methods plain validated
     .venv/bin/python recipes/validated_adaptation.py --report
 """
 
@@ -38,7 +41,8 @@ def run_one(prior, image, task: str, method: str, holdout: float, seed: int) -> 
     noise = default_noise(name)
     adapt = None if method == "plain" else AdaptSettings(validate=method == "validated", holdout=holdout,
                                                          noise_sigma=noise or None, seed=seed)
-    r = padis3d.reconstruct_image(image, name, prior=prior, sampler="dds", adapt=adapt, seed=seed, **kw)
+    r = padis3d.reconstruct_image(image, name, prior=prior, sampler="dds", adapt=adapt, holdout_choice=False, seed=seed,
+                                  **kw)
     record = {"psnr": r.metrics["dds"]["psnr"], "ssim": r.metrics["dds"]["ssim"], "seconds": r.seconds,
               "noise": r.noise}
     if r.adapter is not None:
@@ -62,7 +66,7 @@ def report(results: list[dict], holdout: float) -> str:
              "| slice | task | plain | adapt | validated | decision |", "|---|---|---|---|---|---|"]
     cells = {(r["slice"], r["task"], r["method"]): r for r in results if r.get("holdout", holdout) == holdout
              or r["method"] != "validated"}
-    keys = sorted({(s, t) for s, t, _ in cells})
+    keys = sorted({(s, t) for s, t, _ in cells}, key=lambda k: (isinstance(k[0], str), str(k[0]).zfill(3), k[1]))
     gains: dict[str, list[float]] = {"adapt": [], "validated": []}
     for s, t in keys:
         row = [cells.get((s, t, m)) for m in METHODS]
@@ -81,7 +85,9 @@ def report(results: list[dict], holdout: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--slices", type=int, nargs="+", default=[90, 95])
+    p.add_argument("--slices", type=int, nargs="*", default=[90, 95])
+    p.add_argument("--images", nargs="*", default=[], metavar="SET:NAME",
+                   help="reported only: test:115, other:camera, ellipses:0, ... (recipes/holdout_choice.py's sets)")
     p.add_argument("--tasks", nargs="+", default=["ct20", "deblur"], choices=sorted(TASKS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--holdout", type=float, default=0.15)
@@ -102,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         prior = padis3d.load_prior("chest128_patch")
         done = {(r["slice"], r["task"], r["method"], r.get("holdout")) for r in read(jsonl)}
         jsonl.parent.mkdir(parents=True, exist_ok=True)
-        for s in args.slices:
-            image = chest_ct_slices([s])[0]
+        sys.path.insert(0, str(ROOT / "recipes"))
+        from holdout_choice import truth_and_seed
+
+        images = [(s, chest_ct_slices([s])[0]) for s in args.slices]
+        images += [(item, truth_and_seed(*item.split(":", 1), 128)[0][0, 0].numpy()) for item in args.images]
+        for s, image in images:
             for task in args.tasks:
                 for method in args.methods:
                     hold = args.holdout if method == "validated" else None

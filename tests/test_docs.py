@@ -82,9 +82,9 @@ def test_docs_build_without_warnings_and_doctests_pass(tmp_path):
            for p in out.rglob("*.html") if "_modules" not in p.parts}
     assert not {page: n for page, n in raw.items() if n}, f"raw markup (``, :role:`) in the rendered pages: {raw}"
     results = {p.stem: p.read_text(encoding="utf-8") for p in (out / "results").glob("*.html")}
-    assert {"index", "demo", "paper2d", "volumes", "data", "adaptation", "precision"} <= results.keys()
+    assert {"index", "demo", "paper2d", "volumes", "data", "unlike", "adaptation", "precision"} <= results.keys()
     for page, source in [("paper2d", "results/paper2d.md"), ("volumes", "results/limited_angle_3d/table.md"),
-                         ("adaptation", "results/test_time_adaptation.md"),
+                         ("adaptation", "results/test_time_adaptation.md"), ("unlike", "results/holdout_choice.md"),
                          ("data", "results/orientation_check/table.md")]:
         ext = _ext()
         cells = ext.table_cells(_tables(source)[0][-1])     # the last row of the file's first table

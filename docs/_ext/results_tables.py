@@ -82,7 +82,7 @@ def out_of_core_table(recipe: dict) -> list[str]:
 README_TABLES = {
     "results/paper2d.md": lambda: table_under(ROOT / "results/paper2d.md", "main").lines,
     "results/limited_angle_3d/table.md": lambda: table_under(ROOT / "results/limited_angle_3d/table.md").lines,
-    "results/test_time_adaptation.md": lambda: table_under(ROOT / "results/test_time_adaptation.md", "Chest CT").lines,
+    "results/holdout_choice.md": lambda: table_under(ROOT / "results/holdout_choice.md", "By set and task").lines,
     "results/nifti_out_of_core/recipe.json": lambda: tuple(out_of_core_table(
         json.loads((ROOT / "results/nifti_out_of_core/recipe.json").read_text(encoding="utf-8")))),
     "results/orientation_check/table.md": lambda: table_under(ROOT / "results/orientation_check/table.md").lines,

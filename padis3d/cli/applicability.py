@@ -37,6 +37,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "factor": ("sr",), "sr_mode": ("sr",),
     # 2D sampler settings (the volume runner takes DDS's first-order steps from noise)
     "zeta": TWO_D, "epsilon": TWO_D, "init": TWO_D, "eta": ALL, "rho": ALL, "cg_iters": ALL, "order": TWO_D, "tv": TWO_D,
+    "holdout_choice": ("ct", "deblur", "sr"),
     # volumes
     "slices": VOLUME, "denoiser": ("denoise",), "lowres": VOLUME, "lowres_weight": VOLUME, "band": VOLUME,
     "work_dir": VOLUME, "restart": VOLUME, "scheduler": VOLUME,

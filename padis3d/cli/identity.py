@@ -91,7 +91,7 @@ DECLARATIONS: dict[str, Declaration] = {
         identity=(*SAMPLER, "task", "input", "slice", "axis", "orientation", "series", "window", "size", "measured",
                   "views", "span_deg",
                   "noise", "kernel", "factor", "sr_mode", "zeta", "epsilon", "init", "eta", "rho", "cg_iters",
-                  "order", "tv", "slices", "denoiser", "lowres", "lowres_weight", "band", *ADAPT),
+                  "order", "tv", "holdout_choice", "slices", "denoiser", "lowres", "lowres_weight", "band", *ADAPT),
         neutral={**SAMPLER_NEUTRAL,
                  "work_dir": "where a volume run keeps its resumable state",
                  "restart": "discards a work folder's progress and prepared arrays: the run is computed afresh",

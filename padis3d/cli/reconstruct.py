@@ -97,7 +97,7 @@ def _prior(args: argparse.Namespace, image_shape: tuple[int, ...], images: int =
 
 # -- reconstruct -----------------------------------------------------------------------
 def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
-    add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm", "dds"], "padis")
+    add_sampler_arguments(p, ["padis", "langevin", "pc", "ddnm", "dds"], "dds")
     a = p.add_argument
     a("--task", choices=TASKS, default="ct", help="2D: ct, ct-fan, deblur, sr; volumes (out of core, "
       "resumable): ct3d-parallel (sparse view or limited angle via --views/--span-deg), ct3d-cone (astra "
@@ -144,6 +144,11 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
       help="DDS: weight λ of an isotropic TV term in the data step, min ½||Ax - y||² + ρ/2||x - D||² + λ TV(x), "
       "solved by 3 ADMM rounds of --cg-iters CG steps; 0 turns it off (the plain CG step) (default for a 2D task: "
       f"from --budget's table, padis3d/solvers/defaults.py: {table_defaults('tv')}; for --budget custom: 0)")
+    a("--holdout-choice", action=argparse.BooleanOptionalAction, default=None,
+      help="2D: hold out 15%% of the measurements, run DDS, DDS with ADMM-TV's weight as its TV term and ADMM-TV on "
+      "the rest, and return the one that predicts the held-out part best, run on all measurements (about 3x the "
+      "time of DDS; results/holdout_choice.md); default: on wherever it applies (--sampler dds without --adapt, "
+      "--task ct over 180 degrees, deblur or sr, --size 128 or 256)")
     a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
       "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
     v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
@@ -254,6 +259,12 @@ def reconstruct_outputs(args: argparse.Namespace) -> OutputPlan:
     check_applicable(args, args.sampler_option_default)  # an option the task would ignore: refused
     if (args.tv or 0) > 0 and args.sampler != "dds":
         raise PadisError(f"--tv is the TV weight of DDS's data step: give --sampler dds (got --sampler {args.sampler})")
+    if args.holdout_choice:
+        from padis3d.image.reconstruct import holdout_blocker
+
+        why = holdout_blocker(args.task, args.sampler, bool(args.adapt), args.span_deg, args.size)
+        if why:
+            raise PadisError(f"--holdout-choice does not apply here: {why}")
     check_plan(args)
     check_prior_kind(args.checkpoint, args.task)  # a slab or cube prior on a 2D task, ...: before any data
     inputs = plan_inputs(args)  # every file input of reconstruct's declaration (padis3d.cli.identity)
@@ -274,7 +285,8 @@ def image_call(args: argparse.Namespace) -> dict[str, Any]:
                 kernel=args.kernel, factor=args.factor, sr_mode=args.sr_mode, tile=parse_tile(args.tile),
                 measured=None if args.measured is None else read_npy(args.measured).astype(np.float32),
                 max_batch=args.max_batch, memory_budget=memory_budget_bytes(args), device=args.device,
-                precision=args.precision, adapter=args.adapter if args.adapt else None)
+                precision=args.precision, adapter=args.adapter if args.adapt else None,
+                holdout_choice=args.holdout_choice)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -302,12 +314,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     out = args.out
     adapter_path = result.adapter.save(out / ADAPTER_FILE) if result.adapter is not None else None
     image_path = result.write(out / "reconstruction", str(args.input))
-    name = f"{args.sampler} (PaDIS prior)" if args.sampler == "padis" else args.sampler
+    name = f"{args.sampler} (PaDIS prior)" if args.sampler == "padis" else result.method
     comparison_figure(out / "comparison.png", [(result.baseline_name, result.baseline), (name, result.image)],
                       None if args.measured is not None else result.truth)
     report = image_report(args, result, [image_path.name, "comparison.png", *[ADAPTER_FILE] * (adapter_path is not None)])
     if result.adapter is not None:
         report["adaptation"] = adapt_report(result.adapter, adapter_path, args.adapter)
+    report["holdout_choice"] = result.choice.to_report() if result.choice is not None else None
     result.stages.mark("metrics_and_outputs")
     report["memory"] = image_memory(args, result)
     write_json(out / "report.json", report)
@@ -315,7 +328,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(f"{name:>12}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}")
     if result.adapter is not None:
         print(adapt_summary(report["adaptation"]))
-    print(f"{result.seconds:.1f} s, {settings.evaluations} network evaluations; wrote {out}/")
+    if result.choice is not None:
+        print(result.choice.summary())
+    runs = 1 + (sum(name.startswith("dds") for name in result.choice.losses) if result.choice is not None else 0)
+    print(f"{result.seconds:.1f} s, {runs * settings.evaluations} network evaluations; wrote {out}/")
     return 0
 
 

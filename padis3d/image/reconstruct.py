@@ -1,13 +1,14 @@
 """``padis3d.reconstruct_image``: a 2D reconstruction in one call. The reference slice (a file, an
 array) on its grid, the task's operator and simulated (or given) measurements, the patch prior, the
-posterior sampler from the defaults table (:mod:`padis3d.solvers.defaults`), optionally with
-test-time adaptation, and the result with its baseline, PSNR/SSIM, time and memory figures.
+posterior sampler from the defaults table (:mod:`padis3d.solvers.defaults`), by default chosen
+against DDS with a stronger TV term and ADMM-TV by held-out measurements (:mod:`padis3d.image.holdout`),
+optionally with test-time adaptation, and the result with its baseline, PSNR/SSIM, time and memory figures.
 
 Example::
 
     import padis3d
     result = padis3d.reconstruct_image("scan.nii.gz", task="ct", views=20, sampler="dds", slice_index=120)
-    print(result.metrics)               # {"FBP-Hann": {"psnr": ..., "ssim": ...}, "dds": {...}}
+    print(result.method, result.metrics)  # "dds", {"FBP-Hann": {"psnr": ..., "ssim": ...}, "dds": {...}}
     result.write("reconstruction")      # back in the file's units, orientation and format
 """
 
@@ -35,7 +36,9 @@ class ImageResult:
     """A 2D reconstruction. ``image`` and ``baseline``: ``(H, W)`` float32 in the prior's [0, 1] units
     (``image`` as the sampler left it, unclipped); ``reference``: the input slice on the same grid with
     how it was normalised (:class:`padis3d.io.reference.ReferenceSlice`; ``reference.image`` is the
-    ground truth of ``metrics``: ``{baseline_name: {"psnr", "ssim"}, sampler: {...}}``, PSNR in dB).
+    ground truth of ``metrics``: ``{baseline_name: {"psnr", "ssim"}, method: {...}}``, PSNR in dB).
+    ``method``: the sampler, or with the held-out choice the candidate chosen (``dds``, ``dds+tv``,
+    ``admm-tv``; ``choice``: the :class:`padis3d.solvers.holdout_choice.HoldoutChoice`, else None).
     ``seconds``: sampling time. Memory in MiB: ``overhead_mb`` (resident at start-up, the model left
     out), ``model_mb``, ``stages`` (peak so far at the end of each stage). ``adapter``: the
     :class:`padis3d.adapt.TestTimeAdapter` when the run adapted (its ``save`` writes the weights)."""
@@ -55,6 +58,7 @@ class ImageResult:
     model_mb: float
     stages: StagePeaks = field(repr=False, default_factory=StagePeaks)
     adapter: Any = None
+    choice: Any = None
 
     @property
     def truth(self) -> np.ndarray:
@@ -125,7 +129,8 @@ def reconstruct_image(source: str | Path | np.ndarray | ReferenceSlice, task: st
                       orientation: str | None = None, series: str | None = None, tile: int | str | None = "auto",
                       max_batch: int | str | None = None, memory_budget: int | None = None,
                       device: str | torch.device = "cpu", precision: str = "auto", adapt: Any = None,
-                      adapter: str | Path | None = None, limit_heap: bool | None = None,
+                      adapter: str | Path | None = None, holdout_choice: bool | None = None,
+                      limit_heap: bool | None = None,
                       callback: Callable[[dict], None] | None = None,
                       on_adapt_step: Callable[[Any], None] | None = None,
                       on_batch_choice: Callable[[Any], None] | None = None, **overrides: Any) -> ImageResult:
@@ -146,7 +151,11 @@ def reconstruct_image(source: str | Path | np.ndarray | ReferenceSlice, task: st
     :class:`padis3d.solvers.reconstruct.SamplerSettings`; default the table's settings for the task,
     ``sampler`` and ``budget`` (``cpu`` or ``paper``) with ``overrides`` (its fields, e.g. ``steps``,
     ``seed``) on top. adapt: :class:`padis3d.adapt.AdaptSettings` to adapt the prior while sampling
-    (``adapter``: a saved adapter to start from). limit_heap: glibc's heap kept from holding freed memory
+    (``adapter``: a saved adapter to start from). holdout_choice: choose between the DDS settings, DDS
+    with ADMM-TV's weight as its TV term and ADMM-TV by held-out measurements
+    (:mod:`padis3d.image.holdout`; about 3x the time of DDS alone); None (default): on wherever it applies
+    (the DDS sampler without adaptation, the ``ct`` task over 180° and ``deblur``/``sr``, a side of 128 or
+    256: the sizes ADMM-TV's weight was tuned at); True where it does not apply is an error. limit_heap: glibc's heap kept from holding freed memory
     (:func:`padis3d.volume.pipeline.limit_heap_growth`; default: only with a memory budget, where it
     holds the peak; measured in ``benchmarks/heap_growth.py``). callback: the sampler's per-level dict
     (``i``, ``sigma``, ``residual``, ...); on_adapt_step: each adaptation step; on_batch_choice: the
@@ -200,20 +209,73 @@ def reconstruct_image(source: str | Path | np.ndarray | ReferenceSlice, task: st
         tta = (TestTimeAdapter.from_file(adapter, patch_prior, op, y, adapt) if adapter is not None
                else TestTimeAdapter(patch_prior, op, y, adapt))
         tta.on_step = on_adapt_step
+    choosing = _holdout_applies(holdout_choice, task, settings, tta, span_deg, tuple(truth.shape))
     t0 = time.perf_counter()
-    result = _sample(patch_prior, op, y, settings, baseline, tta, callback)
+    held_out = None
+    if choosing:
+        held_out = _choose(patch_prior, op, y, settings, baseline, callback, table_task(task, views),
+                           max(truth.shape))
+        result = held_out.image
+    else:
+        result = _sample(patch_prior, op, y, settings, baseline, tta, callback)
     seconds = time.perf_counter() - t0
     stages.mark("sample")
     image, base = result[0, 0].numpy(), baseline[0, 0].numpy()
     from padis3d.metrics import psnr, ssim
 
+    method = held_out.chosen if held_out is not None else settings.sampler
     metrics = {name: {"psnr": psnr(img, truth), "ssim": ssim(img, truth)}
-               for name, img in ((baseline_name, base), (settings.sampler, image))}
+               for name, img in ((baseline_name, base), (method, image))}
     info = {"tile": list(patch_prior.grid.tile), "precision": loaded.precision, "orientation": loaded.orientation,
             "max_batch": choice.to_report() if choice is not None else max_batch,
             "checkpoint": str(loaded.path if prior is loaded else prior)}
-    return ImageResult(image, base, ref, baseline_name, settings.sampler, metrics, settings, op, noise, seconds, info,
-                       overhead_mb, weights_mb, stages, tta)
+    return ImageResult(image, base, ref, baseline_name, method, metrics, settings, op, noise, seconds, info,
+                       overhead_mb, weights_mb, stages, tta, held_out)
+
+
+def holdout_blocker(task: Any, sampler: str, adapting: bool, span_deg: float | None, side: int) -> str:
+    """Why the held-out choice cannot run on this problem ('' where it can)."""
+    from padis3d.baselines.tv_weights import TV_WEIGHTS
+
+    if sampler != "dds":
+        return "it needs the dds sampler"
+    if adapting:
+        return "adaptation has its own held-out validation"
+    if not (task in ("deblur", "sr") or (task == "ct" and span_deg in (None, 180.0))):
+        return "its candidates are set for the ct (over 180 degrees), deblur and sr tasks"
+    if side not in TV_WEIGHTS:
+        return f"ADMM-TV's weight was tuned at sides {sorted(TV_WEIGHTS)}, not {side}"
+    return ""
+
+
+def _holdout_applies(wanted: bool | None, task: Any, settings: SamplerSettings, tta: Any, span_deg: float | None,
+                     shape: tuple[int, ...]) -> bool:
+    """Whether the held-out choice runs: ``wanted`` None means wherever it applies; True where it does
+    not is an error naming why."""
+    if wanted is False:
+        return False
+    why = holdout_blocker(task, settings.sampler, tta is not None, span_deg, max(shape))
+    if why and wanted:
+        raise PadisError(f"the held-out choice does not apply here: {why} (turn it off)")
+    return not why
+
+
+def _choose(prior: Any, op: Any, y: torch.Tensor, settings: SamplerSettings, baseline: torch.Tensor,
+            callback: Callable[[dict], None] | None, table: str, side: int) -> Any:
+    """The held-out choice among :func:`padis3d.image.holdout.holdout_candidates`; the progress callback
+    follows the final run only."""
+    from padis3d.baselines import tv_weight
+    from padis3d.image.holdout import holdout_candidates
+    from padis3d.solvers.holdout_choice import choose_by_holdout
+
+    def sample(prior_: Any, op_: Any, y_: torch.Tensor, s: SamplerSettings, baseline: torch.Tensor) -> torch.Tensor:
+        return _sample(prior_, op_, y_, s, baseline, None, callback if op_ is op else None)
+
+    candidates = holdout_candidates(prior, settings, baseline, tv_weight(table, side), sample=sample)
+    choice = choose_by_holdout(candidates, op, y, seed=settings.seed)
+    if not torch.isfinite(choice.image).all():
+        raise PadisError("the reconstruction holds non-finite values (nothing written)")
+    return choice
 
 
 def _preload_sampler_imports() -> None:

@@ -52,7 +52,7 @@ class SamplerSettings:
     tv: float = 0.0
 
     @classmethod
-    def for_task(cls, task: str, sampler: str = "padis", budget: str = "cpu", **overrides: Any) -> SamplerSettings:
+    def for_task(cls, task: str, sampler: str = "dds", budget: str = "cpu", **overrides: Any) -> SamplerSettings:
         """The table's settings for ``task`` (ct20, ct8, deblur, sr4), ``sampler`` and ``budget``
         (``cpu`` or ``paper``), with ``overrides`` on top."""
         from padis3d.solvers.defaults import default_fields

@@ -294,7 +294,7 @@ VALUES = {  # a valid value other than the parser default, for every option that
     "sampler": ["langevin"], "inner": ["2"], "schedule": ["karras"], "budget": ["paper"], "step_rule": ["norm"],
     "step_size": ["1.0"], "slice": ["3"], "axis": ["1"], "measured": ["{files}/image.npy"], "views": ["8"],
     "span_deg": ["90"], "kernel": ["3"], "factor": ["2"], "sr_mode": ["nearest"], "zeta": ["0.2"], "epsilon": ["0.4"],
-    "init": ["baseline"], "order": ["2"], "tv": ["0.1"], "slices": ["0", "8"], "denoiser": ["dds"], "lowres": ["{files}/tiny.pt"],
+    "init": ["baseline"], "order": ["2"], "tv": ["0.1"], "holdout_choice": [], "slices": ["0", "8"], "denoiser": ["dds"], "lowres": ["{files}/tiny.pt"],
     "lowres_weight": ["0.5"], "band": ["8"], "work_dir": ["{tmp}/w"], "restart": [], "scheduler": ["tcp://127.0.0.1:1"],
     "adapt": [], "adapt_mode": ["norm"], "adapt_rank": ["2"], "adapt_lr": ["0.001"], "adapt_steps": ["2"],
     "adapt_first": ["1"], "adapt_every": ["2"], "adapt_max_sigma": ["1.0"], "adapt_cg_iters": ["1"],
@@ -413,3 +413,14 @@ def test_an_npz_archive_named_npy_is_one_clear_error(tmp_path):
         np.savez(f, x=np.zeros((8, 8)))
     with pytest.raises(PadisError, match="not a .npy array"):
         read_npy(tmp_path / "a.npy")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sampler", "padis", "--size", "128"], "it needs the dds sampler"),
+    (["--adapt", "--size", "128"], "adaptation has its own held-out validation"),
+    ([], "ADMM-TV's weight was tuned at sides [128, 256], not 16"),
+], ids=["padis", "adapt", "size"])
+def test_a_holdout_choice_that_cannot_run_is_refused_before_any_work(files, tmp_path, no_work, extra, message):  # noqa: F811
+    rc, err = run_cli(quick(files, tmp_path / "out", "deblur", "--input", str(files / "image.npy"),
+                            "--holdout-choice", *extra))
+    assert_clean_failure(rc, err, message, tmp_path / "out")

@@ -135,7 +135,7 @@ def test_a_folder_input_hashes_its_files_names_and_bytes(tmp_path):
 # -- item 5a: a volume rerun under any other result-affecting option is refused or recomputed ----------
 VOLUME_ALTERNATIVES: dict[str, list[str]] = {
     # one valid other value per result-affecting option of `reconstruct` (a volume denoise run)
-    "checkpoint": ["--checkpoint", "{root}/other.pt"], "tile": ["--tile", "8"], "sampler": ["--sampler", "dds"],
+    "checkpoint": ["--checkpoint", "{root}/other.pt"], "tile": ["--tile", "8"], "sampler": ["--sampler", "padis"],
     "steps": ["--steps", "2"], "inner": ["--inner", "2"], "sigma_max": ["--sigma-max", "2"],
     "sigma_min": ["--sigma-min", "0.01"], "schedule": ["--schedule", "karras"], "budget": ["--budget", "custom"],
     "step_rule": ["--step-rule", "norm"], "step_size": ["--step-size", "0.5"], "seed": ["--seed", "1"],
@@ -147,7 +147,8 @@ VOLUME_ALTERNATIVES: dict[str, list[str]] = {
     "span_deg": ["--span-deg", "90"], "noise": ["--noise", "0.1"], "kernel": ["--kernel", "5"],
     "factor": ["--factor", "2"], "sr_mode": ["--sr-mode", "nearest"], "zeta": ["--zeta", "0.2"],
     "epsilon": ["--epsilon", "0.4"], "init": ["--init", "baseline"], "eta": ["--eta", "0.5"], "rho": ["--rho", "0.5"],
-    "cg_iters": ["--cg-iters", "3"], "order": ["--order", "2"], "tv": ["--tv", "0.1"], "slices": ["--slices", "0", "7"],
+    "cg_iters": ["--cg-iters", "3"], "order": ["--order", "2"], "tv": ["--tv", "0.1"],
+    "holdout_choice": ["--no-holdout-choice"], "slices": ["--slices", "0", "7"],
     "denoiser": ["--denoiser", "dds"], "lowres": ["--lowres", "{root}/low.pt"], "lowres_weight": ["--lowres-weight", "1"],
     "band": ["--band", "2"], "adapt": ["--adapt"], "adapt_mode": ["--adapt-mode", "norm"],
     "adapt_rank": ["--adapt-rank", "2"], "adapt_lr": ["--adapt-lr", "0.01"], "adapt_steps": ["--adapt-steps", "2"],

@@ -35,9 +35,27 @@ def test_reconstruct_writes_result_report_and_figure(files, tmp_path, task):
     report = json.loads((tmp_path / task / "report.json").read_text())
     result = np.load(tmp_path / task / "reconstruction.npy")
     assert result.shape == (32, 32) and np.isfinite(result).all()
-    assert report["tile"] == [16, 16] and report["settings"]["steps"] == 3 and report["evaluations"] == 6
-    assert set(report["metrics"]) == {"padis", {"ct": "FBP-Hann", "deblur": "blurred", "sr": "bicubic"}[task]}
+    # the default sampler is DDS (one evaluation per level); at 32² the held-out choice does not apply
+    assert report["tile"] == [16, 16] and report["settings"]["steps"] == 3 and report["evaluations"] == 3
+    assert report["settings"]["sampler"] == "dds" and report["holdout_choice"] is None
+    assert set(report["metrics"]) == {"dds", {"ct": "FBP-Hann", "deblur": "blurred", "sr": "bicubic"}[task]}
     assert (tmp_path / task / "comparison.png").stat().st_size > 0
+
+
+def test_the_default_at_128_is_the_held_out_choice_and_records_it(files, tmp_path):
+    assert run(files, tmp_path / "c", "--task", "deblur", "--size", "128") == 0
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    choice = report["holdout_choice"]
+    assert set(choice["heldout_loss"]) == {"dds", "dds+tv", "admm-tv"}
+    assert choice["chosen"] == min(choice["heldout_loss"], key=choice["heldout_loss"].get)
+    assert choice["split"]["unit"] == "measurements" and choice["split"]["fraction"] == 0.15
+    assert set(report["metrics"]) == {choice["chosen"], "blurred"}
+    assert run(files, tmp_path / "off", "--task", "deblur", "--size", "128", "--no-holdout-choice") == 0
+    off = json.loads((tmp_path / "off" / "report.json").read_text())
+    assert off["holdout_choice"] is None and set(off["metrics"]) == {"dds", "blurred"}
+    if choice["chosen"] == "dds":  # the same run: the choice returns the candidate run on all measurements
+        assert np.array_equal(np.load(tmp_path / "c" / "reconstruction.npy"),
+                              np.load(tmp_path / "off" / "reconstruction.npy"))
 
 
 def test_same_seed_same_result_other_seed_other_result(files, tmp_path):

@@ -2,7 +2,7 @@
 broken imports and signatures show here before a GPU session spends its minutes. Every check has a record;
 the CPU-runnable ones are "ok" with their numbers, the CUDA-only parts "skipped" with a reason."""
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
-def load_script():
-    """The script as a module (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def checks_module(name: str):
+    """A module of the script's package ``benchmarks.gpu_checks`` (benchmarks/ has no ``__init__.py``: with the
+    repository root on the path it imports as a namespace package)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"benchmarks.gpu_checks.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +40,13 @@ def positive(x) -> bool:
 
 @pytest.mark.slow
 def test_dry_run_records_every_check(report):
-    gc = load_script()
+    checks = checks_module("settings").CHECKS
     assert report["dry_run"] is True and report["finished"] is True
-    assert list(report["checks"]) == list(gc.CHECKS)
+    assert list(report["checks"]) == list(checks)
     for name, rec in report["checks"].items():
         assert rec["status"] in ("ok", "skipped"), (name, rec.get("reason"), rec.get("traceback", rec.get("log_tail")))
         assert positive(rec["seconds"]), name
-    cpu_runnable = set(gc.CHECKS) - {"cone_beam"}
+    cpu_runnable = set(checks) - {"cone_beam"}
     assert {n for n, r in report["checks"].items() if r["status"] == "ok"} == cpu_runnable
     cone = report["checks"]["cone_beam"]
     assert cone["status"] == "skipped" and "no CUDA" in cone["reason"]
@@ -89,9 +89,9 @@ def test_dry_run_numbers(report):
 
 
 def test_pytest_summary_keys_and_strict_json(tmp_path):
-    gc = load_script()
-    assert [gc.pytest_count_key(w) for w in ("passed", "error", "errors", "tests collected", "test collected")] \
+    pytest_count_key, write_json = checks_module("cuda_tests").pytest_count_key, checks_module("record").write_json
+    assert [pytest_count_key(w) for w in ("passed", "error", "errors", "tests collected", "test collected")] \
         == ["passed", "errors", "errors", "collected", "collected"]
     path = tmp_path / "r.json"
-    gc.write_json(path, {"a": float("inf"), "b": (1, Path("x"))})
+    write_json(path, {"a": float("inf"), "b": (1, Path("x"))})
     assert json.loads(path.read_text()) == {"a": "inf", "b": [1, "x"]}

@@ -151,7 +151,12 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
       "--task ct over 180 degrees, deblur or sr, --size 128 or 256)")
     a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
       "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
-    v = p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)")
+    add_volume_arguments(p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)"))
+    add_adapt_arguments(p)
+
+
+def add_volume_arguments(v: Any) -> None:
+    """The options of the volume tasks (an argument group of ``reconstruct``)."""
     v.add_argument("--slices", type=NONNEG_COUNT, nargs=2, default=None, metavar=("Z0", "Z1"), help="axial range")
     v.add_argument("--denoiser", choices=("tweedie", "dds"), default="tweedie",
                    help="denoise: the prior's posterior mean at the noise level, one network pass (default), "
@@ -171,7 +176,6 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
                    "prepared arrays (a folder holding a run of other options or other input, checkpoint or "
                    "low-resolution prior bytes is refused without it, so no finished work is lost)")
     v.add_argument("--scheduler", type=scheduler_address, default=None, help="dask.distributed scheduler address (default: threads)")
-    add_adapt_arguments(p)
 
 
 def _reference_image(args: argparse.Namespace):

@@ -85,7 +85,7 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
     series, as ``padis3d reconstruct`` reads it), which makes mixed sizes an error. The info's
     ``orientation`` says how the file was stored, where that came from, and the plane.
     """
-    from padis3d.io.orientation import CANONICAL, PLANES, _complete, describe, parse_codes, reorient
+    from padis3d.io.orientation import CANONICAL, PLANES, add_slice_axis, describe, parse_codes, reorient
 
     path = Path(path)
     if size is not None and size < 1:
@@ -106,7 +106,7 @@ def load_training_images(path: str | Path, size: int | None = 128, axis: int | N
         norm = [hu_window(img, window, str(f)) if window else min_max(img, str(f)) for f, img in items]
         chw = [n[None] if n.ndim == 2 else n.transpose(2, 0, 1) for n in norm]
         if given is not None:
-            chw = [reorient(c, _complete(given), CANONICAL) for c in chw]
+            chw = [reorient(c, add_slice_axis(given), CANONICAL) for c in chw]
         out = np.concatenate([_resize(c[None], size) for c in chw])
         kind = {"kind": "hu_window", "window": list(window)} if window else {"kind": "min_max_per_image"}
         oriented = {"stored": describe(given) if given else "PL", "from": "declared" if given else "as stored",

@@ -87,9 +87,9 @@ def declared(orientation: str | None, ndim: int) -> Codes | None:
 
 
 def _three(codes: Codes) -> Codes:
-    from padis3d.io.orientation import _complete
+    from padis3d.io.orientation import add_slice_axis
 
-    return codes if len(codes) == 3 else _complete(codes)
+    return codes if len(codes) == 3 else add_slice_axis(codes)
 
 
 def read_canonical(path: str | Path, *, orientation: str | None = None, series: str | None = None,

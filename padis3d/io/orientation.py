@@ -68,14 +68,14 @@ def transform(source: Codes, target: Codes) -> np.ndarray:
     """The nibabel orientation transform that turns an array in ``source`` into ``target``
     (``nibabel.orientations.apply_orientation``). For 2D codes the slice letter is implied."""
     if len(source) == 2:
-        source, target = _complete(source), _complete(target)
+        source, target = add_slice_axis(source), add_slice_axis(target)
     from nibabel.orientations import ornt_transform
 
     return ornt_transform(_ornt(source), _ornt(target))
 
 
-def _complete(codes: Codes) -> Codes:
-    """A 2D ``(rows, cols)`` orientation with the third patient axis put first."""
+def add_slice_axis(codes: Codes) -> Codes:
+    """2D ``(row, col)`` codes -> ``(slice, row, col)`` codes: the patient axis they lack, as S, A or L, put first."""
     used = {c if c in "LAS" else _PAIRS[c] for c in codes}
     return (next(c for c in "SAL" if c not in used), *codes)
 

@@ -7,8 +7,8 @@ seed 0) picks one from runs on the kept part. Rows: each candidate, the choice, 
 candidate by PSNR, which no method can know). Sets: ``train`` (chest CT training slices 0-99) and
 ``ellipses`` (random-ellipse phantoms, seeds 7000 + i) are the only ones anything may be tuned on;
 ``test`` (chest test slices 115, 120, 125) and ``other`` (scikit-image camera, coins, moon, Shepp-Logan) are
-reported only; ``test256`` is the test slices resampled to 256² (another pixel spacing than the prior
-learned; ADMM-TV at its 256² weight).
+reported only; ``test64`` and ``test256`` are the test slices resampled to 64² and 256² (other pixel spacings
+than the prior learned; ADMM-TV at its weight for that size).
 
 Resumable: one line per (set, image, task) in ``OUT.jsonl``; ``OUT.md`` is rewritten from it.
 
@@ -16,6 +16,7 @@ Resumable: one line per (set, image, task) in ``OUT.jsonl``; ``OUT.md`` is rewri
     OMP_NUM_THREADS=1 nice python recipes/holdout_choice.py --set ellipses --images 0 1 2
     OMP_NUM_THREADS=1 nice python recipes/holdout_choice.py --set other
     OMP_NUM_THREADS=1 nice python recipes/holdout_choice.py --set test
+    OMP_NUM_THREADS=1 nice python recipes/holdout_choice.py --set test64
     OMP_NUM_THREADS=1 nice python recipes/holdout_choice.py --set test256 --tasks ct20 deblur
     python recipes/holdout_choice.py --report
 """
@@ -49,13 +50,13 @@ from tv_in_dds import OTHER, other_image  # noqa: E402
 
 TASKS = ("ct20", "ct8", "deblur", "sr4")
 SETS = {"train": (["60", "90", "95"], 128), "ellipses": (["0", "1", "2"], 128), "test": (["115", "120", "125"], 128),
-        "other": (list(OTHER), 128), "test256": (["115", "120", "125"], 256)}
+        "other": (list(OTHER), 128), "test64": (["115", "120", "125"], 64), "test256": (["115", "120", "125"], 256)}
 CANDIDATES = ("dds", "dds+tv", "admm-tv")
 
 
 def truth_and_seed(set_name: str, name: str, size: int) -> tuple[torch.Tensor, int]:
     """``(1, 1, size, size)`` truth in [0, 1] and its measurement-noise seed."""
-    if set_name in ("train", "test", "test256"):
+    if set_name in ("train", "test", "test64", "test256"):
         k = int(name)
         if (set_name == "train") == (k in TEST_SLICES) or (set_name == "train" and not 0 <= k <= 99):
             raise SystemExit(f"slice {k} does not belong to the set {set_name!r}")
@@ -103,7 +104,8 @@ def measure_one(prior, set_name: str, name: str, task_name: str, size: int, frac
 
 
 SET_NAMES = {"train": "chest, training slices", "ellipses": "random ellipses", "test": "chest, test slices",
-             "test256": "chest test slices at 256²", "other": "scikit-image pictures"}
+             "test64": "chest test slices at 64²", "test256": "chest test slices at 256²",
+             "other": "scikit-image pictures"}
 
 
 def _groups(cells: list[dict]) -> list[tuple[str, str, list[dict]]]:

@@ -148,7 +148,7 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
       help="2D: hold out 15%% of the measurements, run DDS, DDS with ADMM-TV's weight as its TV term and ADMM-TV on "
       "the rest, and return the one that predicts the held-out part best, run on all measurements (about 3x the "
       "time of DDS; results/holdout_choice.md); default: on wherever it applies (--sampler dds without --adapt, "
-      "--task ct over 180 degrees, deblur or sr, --size 128 or 256)")
+      "--task ct over 180 degrees, deblur or sr, --size 64, 128 or 256)")
     a("--order", type=int, choices=(1, 2), default=1, help="DDS step: 1 (DDIM) or 2 (Heun-style, two network "
       "evaluations per level; 2D tasks; measured no better at equal evaluations: results/evaluations_curve.md)")
     add_volume_arguments(p.add_argument_group("volumes (ct3d-parallel, ct3d-cone, denoise)"))

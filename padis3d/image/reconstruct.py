@@ -154,8 +154,9 @@ def reconstruct_image(source: str | Path | np.ndarray | ReferenceSlice, task: st
     (``adapter``: a saved adapter to start from). holdout_choice: choose between the DDS settings, DDS
     with ADMM-TV's weight as its TV term and ADMM-TV by held-out measurements
     (:mod:`padis3d.image.holdout`; about 3x the time of DDS alone); None (default): on wherever it applies
-    (the DDS sampler without adaptation, the ``ct`` task over 180° and ``deblur``/``sr``, a side of 128 or
-    256: the sizes ADMM-TV's weight was tuned at); True where it does not apply is an error. limit_heap: glibc's heap kept from holding freed memory
+    (the DDS sampler without adaptation, the ``ct`` task over 180° and ``deblur``/``sr``, a side of 64, 128
+    or 256: the sizes ADMM-TV's weight was tuned at); True where it does not apply is an error.
+    limit_heap: glibc's heap kept from holding freed memory
     (:func:`padis3d.volume.pipeline.limit_heap_growth`; default: only with a memory budget, where it
     holds the peak; measured in ``benchmarks/heap_growth.py``). callback: the sampler's per-level dict
     (``i``, ``sigma``, ``residual``, ...); on_adapt_step: each adaptation step; on_batch_choice: the

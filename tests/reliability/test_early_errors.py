@@ -418,7 +418,7 @@ def test_an_npz_archive_named_npy_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--sampler", "padis", "--size", "128"], "it needs the dds sampler"),
     (["--adapt", "--size", "128"], "adaptation has its own held-out validation"),
-    ([], "ADMM-TV's weight was tuned at sides [128, 256], not 16"),
+    ([], "ADMM-TV's weight was tuned at sides [64, 128, 256], not 16"),
 ], ids=["padis", "adapt", "size"])
 def test_a_holdout_choice_that_cannot_run_is_refused_before_any_work(files, tmp_path, no_work, extra, message):  # noqa: F811
     rc, err = run_cli(quick(files, tmp_path / "out", "deblur", "--input", str(files / "image.npy"),

@@ -54,6 +54,13 @@ SETS = {"train": (["60", "90", "95"], 128), "ellipses": (["0", "1", "2"], 128), 
 CANDIDATES = ("dds", "dds+tv", "admm-tv")
 
 
+def open_results(out: Path) -> tuple[Path, Path, list[dict]]:
+    """``(OUT.jsonl, OUT.md, the records so far)`` of a resumable recipe writing to ``out``."""
+    jsonl, md = out.with_suffix(".jsonl"), out.with_suffix(".md")
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    return jsonl, md, [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+
+
 def truth_and_seed(set_name: str, name: str, size: int) -> tuple[torch.Tensor, int]:
     """``(1, 1, size, size)`` truth in [0, 1] and its measurement-noise seed."""
     if set_name in ("train", "test", "test64", "test256"):
@@ -171,9 +178,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
-    jsonl, md = args.out.with_suffix(".jsonl"), args.out.with_suffix(".md")
-    jsonl.parent.mkdir(parents=True, exist_ok=True)
-    cells = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+    jsonl, md, cells = open_results(args.out)
     done = {(c["set"], c["image"], c["task"]) for c in cells}
     if not args.report:
         torch.set_num_threads(args.threads)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes"))
 
 import padis3d  # noqa: E402
-from holdout_choice import SETS, TASKS, truth_and_seed  # noqa: E402
+from holdout_choice import SETS, TASKS, open_results, truth_and_seed  # noqa: E402
 from padis3d.baselines.tasks import make_task  # noqa: E402
 from padis3d.metrics import psnr, ssim  # noqa: E402
 from padis3d.priors.factory import patch_prior_from  # noqa: E402
@@ -73,9 +73,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
-    jsonl, md = args.out.with_suffix(".jsonl"), args.out.with_suffix(".md")
-    jsonl.parent.mkdir(parents=True, exist_ok=True)
-    cells = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+    jsonl, md, cells = open_results(args.out)
     done = {(c["prior"], c["set"], c["image"], c["task"]) for c in cells}
     if not args.report:
         torch.set_num_threads(args.threads)

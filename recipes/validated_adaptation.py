@@ -31,16 +31,16 @@ METHODS = ("plain", "adapt", "validated")
 TASKS = {"ct20": ("ct", {"views": 20}), "ct8": ("ct", {"views": 8}), "deblur": ("deblur", {}), "sr4": ("sr", {})}
 
 
-def run_one(prior, image, task: str, method: str, holdout: float, seed: int) -> dict:
-    """One reconstruction; its JSON record."""
+def run_one(prior, image, task: str, method: str, holdout: float, seed: int, overrides: dict | None = None) -> dict:
+    """One reconstruction; its JSON record. ``overrides``: AdaptSettings fields of a ``validated:LABEL`` method."""
     import padis3d
     from padis3d.adapt import AdaptSettings
     from padis3d.image.tasks import default_noise
 
     name, kw = TASKS[task]
     noise = default_noise(name)
-    adapt = None if method == "plain" else AdaptSettings(validate=method == "validated", holdout=holdout,
-                                                         noise_sigma=noise or None, seed=seed)
+    adapt = None if method == "plain" else AdaptSettings(validate=method.startswith("validated"), holdout=holdout,
+                                                         noise_sigma=noise or None, seed=seed, **(overrides or {}))
     r = padis3d.reconstruct_image(image, name, prior=prior, sampler="dds", adapt=adapt, holdout_choice=False, seed=seed,
                                   **kw)
     record = {"psnr": r.metrics["dds"]["psnr"], "ssim": r.metrics["dds"]["ssim"], "seconds": r.seconds,
@@ -63,24 +63,34 @@ def report(results: list[dict], holdout: float) -> str:
     lines = ["# Self-validated adaptation on chest CT training slices", "",
              f"Shipped chest128_patch prior, DDS at the CLI defaults, held-out fraction {holdout:g}. PSNR dB "
              "(seconds). `validated`: decision (round chosen / held-out loss un-adapted -> adapted).", "",
-             "| slice | task | plain | adapt | validated | decision |", "|---|---|---|---|---|---|"]
+             f"| slice | task | {' | '.join(methods(results))} | decision |", "|---|---|" + "---|" * len(methods(results))
+             + "---|"]
     cells = {(r["slice"], r["task"], r["method"]): r for r in results if r.get("holdout", holdout) == holdout
-             or r["method"] != "validated"}
+             or not r["method"].startswith("validated")}
     keys = sorted({(s, t) for s, t, _ in cells}, key=lambda k: (isinstance(k[0], str), str(k[0]).zfill(3), k[1]))
-    gains: dict[str, list[float]] = {"adapt": [], "validated": []}
+    names = methods(results)
+    gains: dict[str, list[float]] = {m: [] for m in names[1:]}
+    times: dict[str, list[float]] = {m: [] for m in names[1:]}
     for s, t in keys:
-        row = [cells.get((s, t, m)) for m in METHODS]
+        row = [cells.get((s, t, m)) for m in names]
         text = [f"{c['psnr']:.2f} ({c['seconds']:.0f} s)" if c else "" for c in row]
-        v = row[2]["validation"] if row[2] else None
+        v = row[2]["validation"] if len(row) > 2 and row[2] else None
         decision = (f"{v['decision']} ({v['chosen_round']} / {v['heldout_unadapted']:.3g} -> "
                     f"{v['heldout_adapted']:.3g}){' resampled' * v['resampled_unadapted']}" if v else "")
         lines.append(f"| {s} | {t} | {' | '.join(text)} | {decision} |")
-        for m, c in zip(("adapt", "validated"), row[1:]):
+        for m, c in zip(names[1:], row[1:]):
             if c and row[0]:
                 gains[m].append(c["psnr"] - row[0]["psnr"])
-    lines += [""] + [f"* {m} - plain: mean {sum(g) / len(g):+.2f} dB, worst {min(g):+.2f} dB over {len(g)} pairs"
-                     for m, g in gains.items() if g]
+                times[m].append(c["seconds"] / row[0]["seconds"])
+    lines += [""] + [f"* {m} - plain: mean {sum(g) / len(g):+.2f} dB, worst {min(g):+.2f} dB over {len(g)} pairs; "
+                     f"time {sum(times[m]) / len(times[m]):.1f}x plain" for m, g in gains.items() if g]
     return "\n".join(lines) + "\n"
+
+
+def methods(results: list[dict]) -> list[str]:
+    """The columns: plain, adapt, validated, then each ``validated:LABEL`` found."""
+    extra = sorted({r["method"] for r in results} - set(METHODS))
+    return [*METHODS, *extra]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,10 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", default=["ct20", "deblur"], choices=sorted(TASKS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--holdout", type=float, default=0.15)
+    p.add_argument("--variant", nargs="+", default=None, metavar="LABEL FIELD=VALUE",
+                   help="also a validated run with these AdaptSettings fields, as method validated:LABEL "
+                        "(e.g. --variant cheap steps=5 every=10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "results" / "validated_adaptation")
     p.add_argument("--report", action="store_true", help="only write OUT.md from OUT.jsonl")
     args = p.parse_args(argv)
+    variant = None
+    if args.variant:
+        variant = (f"validated:{args.variant[0]}",
+                   {k: float(v) if "." in v or "e" in v else int(v) for k, v in (a.split("=", 1) for a in args.variant[1:])})
+        args.methods = [*args.methods, variant[0]]
     if any(not 0 <= s <= 99 for s in args.slices):
         p.error("training slices only (0-99)")
     jsonl, md = args.out.with_suffix(".jsonl"), args.out.with_suffix(".md")
@@ -116,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         for s, image in images:
             for task in args.tasks:
                 for method in args.methods:
-                    hold = args.holdout if method == "validated" else None
+                    hold = args.holdout if method.startswith("validated") else None
                     if (s, task, method, hold) in done:
                         continue
-                    record = {"slice": s, "task": task, "method": method, "holdout": hold,
-                              **run_one(prior, image, task, method, args.holdout, args.seed)}
+                    over = variant[1] if variant and method == variant[0] else None
+                    record = {"slice": s, "task": task, "method": method, "holdout": hold, "overrides": over,
+                              **run_one(prior, image, task, method, args.holdout, args.seed, over)}
                     with jsonl.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     print(f"slice {s} {task} {method}: {record['psnr']:.2f} dB, {record['seconds']:.0f} s", flush=True)

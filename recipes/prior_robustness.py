@@ -81,7 +81,7 @@ def main() -> None:
         for checkpoint in args.checkpoints:
             loaded = padis3d.load_prior(checkpoint)
             prior = patch_prior_from(loaded, (size, size))
-            steps = loaded.meta.get("step") if isinstance(loaded.meta, dict) else None
+            steps = loaded.meta.get("steps")
             for task_name in args.tasks:
                 task = make_task(task_name, size)
                 settings = SamplerSettings.for_task(task_name, "dds", "cpu")
@@ -94,6 +94,7 @@ def main() -> None:
                     x = reconstruct(prior, task.op, y, settings, baseline=task.baseline(y))
                     img, ref = x[0, 0].clamp(0, 1).numpy(), truth[0, 0].numpy()
                     cell = {"prior": label(checkpoint), "checkpoint": str(checkpoint), "steps": steps,
+                            "cpu_hours": round(loaded.meta.get("cpu_seconds", 0) / 3600, 3),
                             "set": args.set, "image": name, "task": task_name, "size": size, "noise_seed": seed,
                             "psnr": psnr(img, ref), "ssim": ssim(img, ref), "seconds": time.perf_counter() - t0,
                             "settings": settings.to_dict()}

@@ -135,7 +135,7 @@ def report(cells: list[dict]) -> str:
              "out 15% of the measurements (seed 0), runs each candidate on the rest and keeps the one that predicts "
              "the held-out part best, then runs it on all measurements (`padis3d reconstruct`'s default). PSNR dB, "
              "mean over the images. `train` (chest training slices) and `ellipses` may be tuned on; `test` (chest "
-             "test slices 115, 120, 125), `test256` (the same at 256²) and `other` (scikit-image camera, coins, "
+             "test slices 115, 120, 125), `test64` and `test256` (the same at 64² and 256²: other pixel spacings than the prior learned) and `other` (scikit-image camera, coins, "
              "moon, Shepp-Logan) are reported only. Seconds: one thread on a shared 2-core machine.", "",
              "## By set and task", "",
              "Each cell: the default (held-out choice) / ADMM-TV / DDS alone, and in brackets how often the choice "

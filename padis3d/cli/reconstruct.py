@@ -334,8 +334,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(adapt_summary(report["adaptation"]))
     if result.choice is not None:
         print(result.choice.summary())
-    runs = 1 + (sum(name.startswith("dds") for name in result.choice.losses) if result.choice is not None else 0)
-    print(f"{result.seconds:.1f} s, {runs * settings.evaluations} network evaluations; wrote {out}/")
+    print(f"{result.seconds:.1f} s, {result.evaluations} network evaluations; wrote {out}/")
     return 0
 
 
@@ -382,7 +381,7 @@ def image_report(args: argparse.Namespace, result: Any, outputs: list[str]) -> d
     return {"input": ref.source, "task": args.task, "prior_orientation": info["orientation"],
             "measured": str(args.measured) if args.measured else None, "operator": repr(result.operator),
             "identity": run_identity(args).to_json(), "normalisation": ref.report(), "seed": args.seed,
-            "settings": result.settings.to_dict(), "evaluations": result.settings.evaluations,
+            "settings": result.settings.to_dict(), "evaluations": result.evaluations,
             "checkpoint": str(args.checkpoint), "tile": info["tile"], "precision": info["precision"],
             "max_batch": info["max_batch"] if args.max_batch == "auto" else args.max_batch, "seconds": result.seconds,
             "metrics" + (" (vs --input)" if args.measured is not None else ""): result.metrics,

@@ -66,6 +66,15 @@ class ImageResult:
         return self.reference.image
 
     @property
+    def evaluations(self) -> int:
+        """Network evaluations of the run: the sampler's, times the DDS runs of a held-out choice (each DDS
+        candidate on the kept measurements, and the final run unless ADMM-TV was chosen)."""
+        if self.choice is None:
+            return self.settings.evaluations
+        runs = sum(name.startswith("dds") for name in [*self.choice.losses, self.choice.chosen])
+        return runs * self.settings.evaluations
+
+    @property
     def peak_rss_mb(self) -> float:
         """This process's peak resident memory so far, in MiB."""
         return self.stages.peak

@@ -50,6 +50,8 @@ def test_the_default_at_128_is_the_held_out_choice_and_records_it(files, tmp_pat
     assert choice["chosen"] == min(choice["heldout_loss"], key=choice["heldout_loss"].get)
     assert choice["split"]["unit"] == "measurements" and choice["split"]["fraction"] == 0.15
     assert set(report["metrics"]) == {choice["chosen"], "blurred"}
+    # two DDS candidates on the kept part, and the final run unless ADMM-TV won; 3 levels each
+    assert report["evaluations"] == 3 * (2 + choice["chosen"].startswith("dds"))
     assert run(files, tmp_path / "off", "--task", "deblur", "--size", "128", "--no-holdout-choice") == 0
     off = json.loads((tmp_path / "off" / "report.json").read_text())
     assert off["holdout_choice"] is None and set(off["metrics"]) == {"dds", "blurred"}

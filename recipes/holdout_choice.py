@@ -54,6 +54,12 @@ SETS = {"train": (["60", "90", "95"], 128), "ellipses": (["0", "1", "2"], 128), 
 CANDIDATES = ("dds", "dds+tv", "admm-tv")
 
 
+def candidates_of(cells: list[dict]) -> tuple[str, ...]:
+    """The candidates of these records: the default three, and an ``--extra-prior`` one first if present."""
+    extra = sorted({k for c in cells for k in c["rows"]} - {*CANDIDATES, "choice"})
+    return (*CANDIDATES[:1], *extra, *CANDIDATES[1:])
+
+
 def open_results(out: Path) -> tuple[Path, Path, list[dict]]:
     """``(OUT.jsonl, OUT.md, the records so far)`` of a resumable recipe writing to ``out``."""
     jsonl, md = out.with_suffix(".jsonl"), out.with_suffix(".md")
@@ -76,7 +82,8 @@ def truth_and_seed(set_name: str, name: str, size: int) -> tuple[torch.Tensor, i
     return torch.from_numpy(other_image(name, size))[None, None], 1000 + OTHER.index(name)
 
 
-def measure_one(prior, set_name: str, name: str, task_name: str, size: int, fraction: float) -> dict:
+def measure_one(prior, set_name: str, name: str, task_name: str, size: int, fraction: float,
+                extra: tuple[str, object] | None = None) -> dict:
     task = make_task(task_name, size)
     truth, seed = truth_and_seed(set_name, name, size)
     y = task.measure(truth, seed=seed)
@@ -84,6 +91,9 @@ def measure_one(prior, set_name: str, name: str, task_name: str, size: int, frac
     settings = SamplerSettings.for_task(task_name, "dds", "cpu")
     lam = tv_weight(task_name, size)
     candidates = holdout_candidates(prior, settings, baseline, lam)
+    if extra is not None:  # an experiment: DDS with another prior as a fourth candidate
+        other = extra[1]
+        candidates.insert(1, (extra[0], lambda op, yy: reconstruct(other, op, yy, settings, baseline=baseline)))
     full: dict[str, torch.Tensor] = {}
     seconds: dict[str, float] = {}
     for cname, method in candidates:  # every candidate on all measurements: its own row (and the oracle)
@@ -147,7 +157,8 @@ def report(cells: list[dict]) -> str:
     for set_name, tasks in by_set.items():
         n = max(len(g) for g in tasks.values())
         row = [f"{_mean(g, 'choice'):.2f} / {_mean(g, 'admm-tv'):.2f} / {_mean(g, 'dds'):.2f} ("
-               + "/".join(str(sum(c["chosen"] == k for c in g)) for k in CANDIDATES) + ")" if (g := tasks.get(t)) else "–"
+               + "/".join(str(sum(c["chosen"] == k for c in g)) for k in candidates_of(cells)) + ")"
+               if (g := tasks.get(t)) else "–"
                for t in TASKS]
         lines.append(f"| {SET_NAMES[set_name]} ({n}) | " + " | ".join(row) + " |")
     lines += ["", "## Detail", "",
@@ -156,8 +167,9 @@ def report(cells: list[dict]) -> str:
               "| set | task | images | ADMM-TV | DDS | DDS+TV | choice | oracle | choice − ADMM-TV | choice − DDS | "
               "worst | choice s / DDS s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for set_name, task, g in _groups(cells):
-        oracle = statistics.mean(max(c["rows"][k]["psnr"] for k in CANDIDATES) for c in g)
-        worst = min(c["rows"]["choice"]["psnr"] - max(c["rows"][k]["psnr"] for k in CANDIDATES) for c in g)
+        names = candidates_of(g)
+        oracle = statistics.mean(max(c["rows"][k]["psnr"] for k in names) for c in g)
+        worst = min(c["rows"]["choice"]["psnr"] - max(c["rows"][k]["psnr"] for k in names) for c in g)
         ratio = statistics.mean(c["rows"]["choice"]["seconds"] for c in g) / statistics.mean(
             c["rows"]["dds"]["seconds"] for c in g)
         lines.append(f"| {set_name} | {task} | {' '.join(c['image'] for c in g)} | {_mean(g, 'admm-tv'):.2f} | "
@@ -175,6 +187,8 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     ap.add_argument("--fraction", type=float, default=0.15)
     ap.add_argument("--checkpoint", default="chest128_patch")
+    ap.add_argument("--extra-prior", default=None, metavar="PRIOR",
+                    help="an experiment: DDS with this prior as a fourth candidate, named dds-PRIOR (use another --out)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
@@ -185,11 +199,15 @@ def main() -> None:
         names, size = SETS[args.set]
         loaded = padis3d.load_prior(args.checkpoint)
         prior = patch_prior_from(loaded, (size, size))
+        extra = None
+        if args.extra_prior:
+            extra = (f"dds-{Path(args.extra_prior).stem}",
+                     patch_prior_from(padis3d.load_prior(args.extra_prior), (size, size)))
         for task_name in args.tasks:
             for name in args.images or names:
                 if (args.set, name, task_name) in done:
                     continue
-                cell = measure_one(prior, args.set, name, task_name, size, args.fraction)
+                cell = measure_one(prior, args.set, name, task_name, size, args.fraction, extra)
                 cells.append(cell)
                 with jsonl.open("a") as f:
                     f.write(json.dumps(cell) + "\n")

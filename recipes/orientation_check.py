@@ -1,5 +1,5 @@
 """Does the prior see the slice it was trained on, whatever the file? One chest CT test slice
-(120, 128², CT 20 views, DDS with the CLI defaults, seeds 0 and 1) reconstructed by
+(120, 128², CT 20 views, DDS with the CLI defaults but the held-out choice, seeds 0 and 1) reconstructed by
 ``padis3d reconstruct`` from the same anatomy stored four ways: the shipped LAS NIfTI block, the
 block reoriented to LPS and to RAS, and the slice saved as ``.npy`` in the training orientation.
 Before issue 27 the NIfTI readers handed the prior a transposed, flipped slice (measured then:

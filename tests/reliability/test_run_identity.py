@@ -199,10 +199,14 @@ def test_every_result_affecting_option_has_an_alternative():
     assert set(VOLUME_ALTERNATIVES) == set(decl.identity), set(decl.identity) ^ set(VOLUME_ALTERNATIVES)
 
 
-def refused_or_recomputed(root, out, argv: list[str], fresh) -> None:
-    """The rerun ``argv`` on ``out`` (holding another run) exits 2 in one line leaving the old
-    results as they were, or exits 0 having recomputed everything: what a fresh run on the
-    folder ``fresh`` gives."""
+@pytest.mark.parametrize("dest", sorted(VOLUME_ALTERNATIVES))
+def test_a_volume_rerun_under_another_option_is_never_reused(root, finished, tmp_path, dest):
+    """The rerun on a folder holding another run exits 2 in one line leaving the old results as they
+    were, or exits 0 having recomputed everything: what a fresh run on another folder gives."""
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    shutil.copytree(finished, out)
+    option = [a.format(root=root) for a in VOLUME_ALTERNATIVES[dest]]
+    argv = with_option(volume_argv(root, out), option)
     before = {p.name: digest(p) for p in out.iterdir() if p.is_file()}
     rc, err = run_cli(argv)
     if rc != 0:
@@ -211,17 +215,8 @@ def refused_or_recomputed(root, out, argv: list[str], fresh) -> None:
         return
     rep = report(out)
     assert rep["resumed_from_step"] == 0 and rep["prepared_reused"] is False, rep
-    fresh_argv = [str(fresh) if a == str(out) else a for a in argv]
-    assert run_cli(fresh_argv)[0] == 0
+    assert run_cli([str(fresh) if a == str(out) else a for a in argv])[0] == 0
     assert np.array_equal(volume_result(out), volume_result(fresh))
-
-
-@pytest.mark.parametrize("dest", sorted(VOLUME_ALTERNATIVES))
-def test_a_volume_rerun_under_another_option_is_never_reused(root, finished, tmp_path, dest):
-    out = tmp_path / "out"
-    shutil.copytree(finished, out)
-    option = [a.format(root=root) for a in VOLUME_ALTERNATIVES[dest]]
-    refused_or_recomputed(root, out, with_option(volume_argv(root, out), option), tmp_path / "fresh")
 
 
 CT = ["--task", "ct3d-parallel", "--views", "8", "--steps", "2", "--sampler", "dds"]

@@ -46,7 +46,7 @@ from padis3d.metrics import psnr, ssim  # noqa: E402
 from padis3d.priors.factory import patch_prior_from  # noqa: E402
 from padis3d.solvers.holdout_choice import choose_by_holdout  # noqa: E402
 from padis3d.solvers.reconstruct import SamplerSettings, reconstruct  # noqa: E402
-from tv_in_dds import OTHER, other_image  # noqa: E402
+from tv_in_dds import OTHER, ellipse_image, other_image  # noqa: E402
 
 TASKS = ("ct20", "ct8", "deblur", "sr4")
 SETS = {"train": (["60", "90", "95"], 128), "ellipses": (["0", "1", "2"], 128), "test": (["115", "120", "125"], 128),
@@ -75,10 +75,7 @@ def truth_and_seed(set_name: str, name: str, size: int) -> tuple[torch.Tensor, i
             raise SystemExit(f"slice {k} does not belong to the set {set_name!r}")
         return torch.from_numpy(chest_ct_slices([k], size))[:, None], k
     if set_name == "ellipses":
-        from padis3d.training.phantoms import random_ellipses
-
-        k = int(name)
-        return torch.from_numpy(random_ellipses(1, size, seed=7000 + k)).reshape(1, 1, size, size), 2000 + k
+        return ellipse_image(int(name), size)
     return torch.from_numpy(other_image(name, size))[None, None], 1000 + OTHER.index(name)
 
 

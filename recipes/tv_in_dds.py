@@ -66,6 +66,13 @@ def other_image(name: str, size: int = SIZE) -> np.ndarray:
     return ((img - img.min()) / max(img.max() - img.min(), 1e-12)).astype(np.float32)
 
 
+def ellipse_image(k: int, size: int = SIZE) -> tuple[torch.Tensor, int]:
+    """Random-ellipse phantom ``k`` as ``(1, 1, size, size)`` in [0, 1] (seed 7000 + k) and its noise seed 2000 + k."""
+    from padis3d.training.phantoms import random_ellipses
+
+    return torch.from_numpy(random_ellipses(1, size, seed=7000 + k)).reshape(1, 1, size, size), 2000 + k
+
+
 def image_and_seed(set_name: str, name: str) -> tuple[torch.Tensor, int]:
     """``(1, 1, 128, 128)`` truth and its measurement-noise seed (a chest slice: its index; else 1000 + i)."""
     if set_name == "train":
@@ -74,10 +81,7 @@ def image_and_seed(set_name: str, name: str) -> tuple[torch.Tensor, int]:
             raise SystemExit(f"slice {k} is not a training slice (0-99): λ is tuned on training slices only")
         return torch.from_numpy(chest_ct_slices([k], SIZE))[:, None], k
     if set_name == "ellipses":
-        from padis3d.training.phantoms import random_ellipses
-
-        k = int(name)
-        return torch.from_numpy(np.asarray(random_ellipses(1, SIZE, seed=7000 + k), np.float32).reshape(1, 1, SIZE, SIZE)), 2000 + k
+        return ellipse_image(int(name), SIZE)
     return torch.from_numpy(other_image(name))[None, None], 1000 + OTHER.index(name)
 
 
